@@ -1,0 +1,142 @@
+"""The devstack stand-ins and how to start them.
+
+One entry per stand-in. ``argv`` is formatted with the stack's variables: every ``SDP_*`` port
+variable below (``{SDP_VAULT_PORT}`` ...), ``{state}`` (the stand-in's own state directory),
+``{local}`` (the stack's ``.local`` directory) and ``{python}`` (the interpreter). The same
+variables fill the ``${NAME:-default}`` placeholders of ``airflow_settings.yaml``, so the local
+stack (fixed default ports) and the tests (free ports) share one source of connection settings.
+
+A stand-in is ready when its TCP port accepts connections (``ready_port``) or when the file
+``ready_file`` exists (formatted like argv).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: tuple[str, ...]
+    port_var: str | None = None  # SDP_* variable holding its main TCP port
+    default_port: int | None = None
+    ready_file: str | None = None
+    needs: tuple[str, ...] = ()  # names of stand-ins that must be up first
+    extra_vars: dict[str, int] = field(default_factory=dict)  # more SDP_* ports it owns
+
+
+SERVICES: dict[str, Service] = {}
+
+
+def register(service: Service) -> Service:
+    SERVICES[service.name] = service
+    return service
+
+
+# S3: moto's real S3 server (not a stand-in we wrote).
+register(
+    Service(
+        name="s3",
+        argv=("{python}", "-m", "moto.server", "-H", "127.0.0.1", "-p", "{SDP_S3_PORT}"),
+        port_var="SDP_S3_PORT",
+        default_port=9000,
+    )
+)
+
+
+# Central EGA stand-in: declares CEGA's exchange and the node's queues, sends triggers, answers
+# files.verified with accession ids (python -m devstack.cega --help). RabbitMQ is the machine's own.
+register(
+    Service(
+        name="cega",
+        argv=("{python}", "-m", "devstack.cega", "--port", "{SDP_CEGA_PORT}", "--state-dir", "{state}",
+              "--broker-url", "amqp://guest:guest@127.0.0.1:5672/%2F",
+              "--inbox-dir", "{local}/lega/inbox"),
+        port_var="SDP_CEGA_PORT",
+        default_port=8091,
+    )
+)
+
+# HPCS (CSC's secure data preparation): Vault, SPIRE server, HPCS server, the supercomputer's SFTP.
+# The development root token is fixed so that airflow_settings.yaml can name it; it is also
+# written to {local}/vault/root-token for the HPCS server stand-in.
+register(
+    Service(
+        name="vault",
+        argv=("{python}", "-m", "devstack.vault", "--port", "{SDP_VAULT_PORT}",
+              "--root-token", "devstack-root-token", "--root-token-file", "{state}/root-token",
+              "--state-dir", "{state}"),
+        port_var="SDP_VAULT_PORT",
+        default_port=8200,
+    )
+)
+register(
+    Service(
+        name="spire",
+        argv=("{python}", "-m", "devstack.spire", "server", "run", "-bindAddress", "127.0.0.1",
+              "-serverPort", "{SDP_SPIRE_PORT}", "-trustDomain", "hpcs.local", "-dataDir", "{state}",
+              "-adminTokenFile", "{state}/admin-token"),
+        port_var="SDP_SPIRE_PORT",
+        default_port=8081,
+    )
+)
+register(
+    Service(
+        name="hpcs_server",
+        argv=("{python}", "-m", "devstack.hpcs_server", "--port", "{SDP_HPCS_PORT}",
+              "--vault-url", "http://127.0.0.1:{SDP_VAULT_PORT}",
+              "--vault-token-file", "{local}/vault/root-token",
+              "--spire-url", "http://127.0.0.1:{SDP_SPIRE_PORT}",
+              "--spire-admin-token-file", "{local}/spire/admin-token", "--trust-domain", "hpcs.local"),
+        port_var="SDP_HPCS_PORT",
+        default_port=10080,
+        needs=("vault", "spire"),
+    )
+)
+register(
+    Service(
+        name="supercomputer_sftp",
+        argv=("{python}", "-m", "devstack.sftp", "--port", "{SDP_SUPERCOMPUTER_SFTP_PORT}",
+              "--root", "{state}/root", "--state-dir", "{state}"),
+        port_var="SDP_SUPERCOMPUTER_SFTP_PORT",
+        default_port=2222,
+    )
+)
+
+# iRODS (the Radboud Data Repository for the data stager): our protocol stand-in. It also writes
+# the stager's development RSA key pair into {local}/stager/keys (connection stager_keys).
+register(
+    Service(
+        name="irods",
+        argv=("{python}", "-m", "devstack.irods", "--port", "{SDP_IRODS_PORT}", "--state-dir", "{state}",
+              "--zone", "nl.ru.donders", "--users-file", "{state}/users.json",
+              "--keys-dir", "{local}/stager/keys"),
+        port_var="SDP_IRODS_PORT",
+        default_port=1247,
+    )
+)
+
+# The repository's WebDAV door (real WsgiDAV), same users as the iRODS stand-in.
+register(
+    Service(
+        name="webdav",
+        argv=("{python}", "-m", "devstack.webdav", "--port", "{SDP_WEBDAV_PORT}", "--root", "{state}/root",
+              "--users-file", "{local}/irods/users.json"),
+        port_var="SDP_WEBDAV_PORT",
+        default_port=8089,
+        needs=("irods",),
+    )
+)
+
+# SMTP catcher (aiosmtpd): mails stored under {state}/mails, listed over HTTP on SDP_SMTP_HTTP_PORT.
+register(
+    Service(
+        name="smtp",
+        argv=("{python}", "-m", "devstack.smtp", "--port", "{SDP_SMTP_PORT}", "--http-port",
+              "{SDP_SMTP_HTTP_PORT}", "--state-dir", "{state}"),
+        port_var="SDP_SMTP_PORT",
+        default_port=1025,
+        extra_vars={"SDP_SMTP_HTTP_PORT": 8025},
+    )
+)

@@ -1,0 +1,64 @@
+"""Operator that checks that one outside system is reachable with the configured credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.module_loading import import_string
+
+
+class SystemUnhealthy(AirflowException):
+    """An outside system is unreachable or refuses our credentials."""
+
+
+class HealthCheckOperator(BaseOperator):
+    """Check one outside system through its Airflow connection and say plainly what is wrong.
+
+    :param conn_id: the connection to check.
+    :param system: a human name of the system, used in messages.
+    :param probe: ``"hook"`` to call the connection's hook ``test_connection()``, or the dotted path
+        of a callable ``probe(conn_id) -> str`` that raises on failure.
+    :param hint: what an operator should do when the check fails.
+    """
+
+    template_fields: Sequence[str] = ("conn_id",)
+    ui_color = "#e8f7e4"
+
+    def __init__(self, *, conn_id: str, system: str, probe: str = "hook", hint: str = "", **kwargs):
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.system = system
+        self.probe = probe
+        self.hint = hint
+
+    def execute(self, context) -> str:
+        wanted = (context.get("params") or {}).get("systems")
+        if wanted is not None and self.task_id not in wanted:
+            raise AirflowSkipException(f"{self.task_id} not among the systems asked for: {', '.join(wanted)}")
+        where = f"{self.system} (connection '{self.conn_id}')"
+        try:
+            conn = BaseHook.get_connection(self.conn_id)
+        except Exception as exc:  # noqa: BLE001 - any lookup failure means the same to an operator
+            raise SystemUnhealthy(f"{where}: the connection is not configured ({type(exc).__name__}). "
+                                  f"Add it to airflow_settings.yaml or the secrets backend.") from None
+        address = f"{conn.host or ''}:{conn.port}" if conn.port else (conn.host or conn.extra_dejson.get("endpoint_url", ""))
+        try:
+            if self.probe == "hook":
+                ok, message = conn.get_hook().test_connection()
+                if not ok:
+                    raise RuntimeError(message)
+                seen = message
+            else:
+                seen = import_string(self.probe)(self.conn_id)
+        except SystemUnhealthy:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is reported the same plain way
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            hint = f" What to do: {self.hint}." if self.hint else ""
+            raise SystemUnhealthy(f"{where} at {address or 'its configured address'} is not usable: "
+                                  f"{reason}.{hint}") from None
+        self.log.info("%s at %s: OK (%s)", where, address, seen)
+        return f"OK: {seen}"

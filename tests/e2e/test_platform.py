@@ -1,0 +1,64 @@
+"""The platform itself, driven through the REST API of a real Airflow."""
+
+from __future__ import annotations
+
+import pytest
+
+from sensitive_data.healthchecks import HEALTHCHECKS
+
+
+def test_healthcheck_succeeds(airflow):
+    result = airflow.run("platform_healthcheck", timeout=240)
+    assert result.state == "success", result
+    assert set(result.tasks) == {c.name for c in HEALTHCHECKS}
+    assert set(result.tasks.values()) == {"success"}
+    assert "OK" in result.log(HEALTHCHECKS[0].name)
+
+
+def test_healthcheck_reports_a_broken_system_plainly(airflow):
+    """A system that is down fails its task with a message naming the system and what to do."""
+    check = HEALTHCHECKS[0]
+    resp = airflow.api("PATCH", f"/api/v2/connections/{check.conn_id}", params={"update_mask": "port"},
+                       json={"connection_id": check.conn_id, "conn_type": "aws", "port": 1})
+    original = airflow.api("GET", f"/api/v2/connections/{check.conn_id}").json()
+    broken = dict(original)
+    extra = original.get("extra") or "{}"
+    broken["extra"] = extra.replace(f":{airflow.vars['SDP_S3_PORT']}", ":1")
+    assert resp.status_code in (200, 400)  # only the extra below matters for aws
+    resp = airflow.api("PATCH", f"/api/v2/connections/{check.conn_id}", json=broken)
+    assert resp.status_code == 200, resp.text
+    try:
+        result = airflow.run("platform_healthcheck", conf={"systems": [check.name]}, timeout=240)
+        assert result.state == "failed"
+        log = result.log(check.name)
+        assert check.system in log and "is not usable" in log and "What to do" in log
+        assert "devstack-secret" not in log
+    finally:
+        resp = airflow.api("PATCH", f"/api/v2/connections/{check.conn_id}", json=original)
+        assert resp.status_code == 200, resp.text
+
+
+def test_wrong_password_gets_401(airflow):
+    assert airflow.get_token("admin", "not-the-password").status_code == 401
+    assert airflow.get_token("nobody", "x").status_code == 401
+
+
+def test_unauthenticated_api_call_refused(airflow):
+    resp = airflow._client.get("/api/v2/dags")
+    assert resp.status_code in (401, 403)
+
+
+def test_conf_failing_params_is_refused(airflow):
+    airflow.wait_for_dags(["platform_healthcheck"])
+    resp = airflow.trigger("platform_healthcheck", {"systems": ["no_such_system"]})
+    assert resp.status_code == 400, resp.text
+    assert "systems" in resp.text or "no_such_system" in resp.text
+    resp = airflow.trigger("platform_healthcheck", {"systems": []})
+    assert resp.status_code == 400, resp.text
+
+
+@pytest.mark.parametrize("dag_id", ["platform_healthcheck"])
+def test_dag_is_listed_with_its_docs(airflow, dag_id):
+    airflow.wait_for_dags([dag_id])
+    details = airflow.api("GET", f"/api/v2/dags/{dag_id}/details").json()
+    assert details["doc_md"] and "platform" in details["owners"]

@@ -1,0 +1,1 @@
+"""Generic SFTP server stand-in (``python -m devstack.sftp``): key auth only, confined to a root."""

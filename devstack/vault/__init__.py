@@ -1,0 +1,1 @@
+"""HashiCorp Vault stand-in (``python -m devstack.vault``). See docs/hpcs-standins.md."""

@@ -1,0 +1,1029 @@
+"""HashiCorp Vault stand-in: the HTTP API subset the HPCS pipeline and hvac use.
+
+Implemented: ``sys/health``, ``sys/seal-status``, ``sys/mounts[/<path>]``, ``sys/auth[/<path>]``,
+``sys/policies/acl[/<name>]``, ``sys/capabilities-self``, ``sys/internal/ui/mounts/<path>``,
+token auth (``X-Vault-Token``; ``auth/token/lookup-self``, ``create``, ``revoke-self``), JWT auth
+(``auth/<mount>/config``, ``role/<name>``, ``login``) verifying signatures against a JWKS/OIDC
+discovery URL or static PEM keys, and KV version 2 (``<mount>/data``, ``<mount>/metadata``).
+Every authenticated request is checked against the token's ACL (see ``policy.py``); KV v2 and
+JWT roles have Vault's existence check (a write needs ``create`` when new, ``update`` when not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import string
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt as pyjwt
+from aiohttp import web
+from cryptography.hazmat.primitives import serialization
+
+from devstack.vault.policy import ACL, DEFAULT_POLICY, PolicyError, parse_policy
+
+log = logging.getLogger("devstack.vault")
+
+VERSION = "1.17.0+devstack"
+DEFAULT_TOKEN_TTL = 768 * 3600
+SUDO_PREFIXES = ("sys/auth/", "sys/audit", "sys/raw", "sys/rotate", "sys/seal")
+JWT_ALGS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
+
+
+class VaultError(Exception):
+    def __init__(self, status: int, *errors: str):
+        super().__init__(errors[0] if errors else str(status))
+        self.status = status
+        self.errors = list(errors)
+
+
+def denied() -> VaultError:
+    return VaultError(403, "permission denied")
+
+
+def not_found() -> VaultError:
+    return VaultError(404)
+
+
+def now_rfc3339(ts: float | None = None) -> str:
+    dt = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
+
+
+def parse_duration(value: Any, default: int = 0) -> int:
+    """Vault durations: an int (seconds) or a string like ``90``, ``30s``, ``5m``, ``1h``, ``2d``."""
+    if value in (None, ""):
+        return default
+    if isinstance(value, bool):
+        raise VaultError(400, f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    total = 0
+    num = ""
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += int(float(num) * units[ch])
+            num = ""
+        else:
+            raise VaultError(400, f"invalid duration {value!r}")
+    if num:
+        raise VaultError(400, f"invalid duration {value!r}")
+    return total
+
+
+def str_list(value: Any) -> list[str]:
+    """Vault's comma-string-or-list fields."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    raise VaultError(400, f"expected a list or a comma-separated string, got {value!r}")
+
+
+def _random_id(prefix: str = "", n: int = 24) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def new_kv_record(now: str) -> dict:
+    """A KV v2 key with no version yet (its metadata)."""
+    return {
+        "versions": {},
+        "current_version": 0,
+        "oldest_version": 0,
+        "created_time": now,
+        "updated_time": now,
+        "max_versions": 0,
+        "cas_required": False,
+        "custom_metadata": None,
+    }
+
+
+class VaultState:
+    """Everything Vault holds, JSON-serialisable, optionally persisted to ``state.json``."""
+
+    def __init__(self, state_dir: Path | None):
+        self.file = state_dir / "state.json" if state_dir else None
+        self.tokens: dict[str, dict] = {}
+        self.policies: dict[str, str] = {"default": DEFAULT_POLICY}
+        self.auth: dict[str, dict] = {"token/": {"type": "token", "description": "token based credentials"}}
+        self.jwt: dict[str, dict] = {}  # auth mount path -> {"config": {}, "roles": {}}
+        self.mounts: dict[str, dict] = {
+            "sys/": {"type": "system", "options": None},
+            "cubbyhole/": {"type": "cubbyhole", "options": None},
+        }
+        self.kv: dict[str, dict[str, dict]] = {}  # mount path -> key -> record
+        if self.file and self.file.exists():
+            self._load()
+
+    def _load(self) -> None:
+        data = json.loads(self.file.read_text())
+        for name in ("tokens", "policies", "auth", "jwt", "mounts", "kv"):
+            setattr(self, name, data[name])
+
+    def save(self) -> None:
+        if not self.file:
+            return
+        data = {n: getattr(self, n) for n in ("tokens", "policies", "auth", "jwt", "mounts", "kv")}
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.file)
+
+    def add_token(
+        self,
+        *,
+        policies: list[str],
+        ttl: int,
+        path: str,
+        display_name: str,
+        meta: dict | None = None,
+        token_id: str | None = None,
+    ) -> dict:
+        now = time.time()
+        token = {
+            "id": token_id or _random_id("hvs."),
+            "accessor": _random_id(),
+            "policies": sorted(set(policies)),
+            "path": path,
+            "display_name": display_name,
+            "meta": meta,
+            "creation_time": int(now),
+            "creation_ttl": ttl,
+            "expire_at": now + ttl if ttl else None,
+            "entity_id": "",
+        }
+        self.tokens[token["id"]] = token
+        return token
+
+
+class Request:
+    """One API request, once its token (if any) is known."""
+
+    def __init__(self, method: str, path: str, body: dict, query: dict, token: dict | None):
+        self.method = method
+        self.path = path
+        self.body = body
+        self.query = query
+        self.token = token
+
+
+class VaultServer:
+    def __init__(self, state: VaultState, *, jwks_timeout: float = 10.0):
+        self.state = state
+        self.jwks_cache: dict[str, tuple[float, dict]] = {}
+        self.jwks_timeout = jwks_timeout
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_route("*", "/v1/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, http: web.Request) -> web.StreamResponse:
+        method = http.method.upper()
+        if method == "GET" and http.query.get("list") in ("true", "1"):
+            method = "LIST"
+        path = http.match_info["tail"]
+        if method == "LIST" and not path.endswith("/"):
+            path += "/"  # Vault appends the slash to LIST paths before routing and ACL checks
+        body: dict = {}
+        if http.can_read_body:
+            raw = await http.read()
+            if raw.strip():
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    return self.error(400, "failed to parse JSON input: invalid character")
+                if not isinstance(body, dict):
+                    return self.error(400, "failed to parse JSON input: expected an object")
+        try:
+            token = None
+            if not self.unauthenticated(method, path):
+                token = self.lookup_token(http)
+            req = Request(method, path, body, dict(http.query), token)
+            result = await self.route(req)
+        except VaultError as exc:
+            return self.error(exc.status, *exc.errors)
+        if method in ("POST", "PUT", "DELETE", "PATCH"):
+            self.state.save()
+        if result is None:
+            return web.Response(status=204)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return web.json_response(result)
+
+    @staticmethod
+    def error(status: int, *errors: str) -> web.Response:
+        return web.json_response({"errors": list(errors)}, status=status)
+
+    def unauthenticated(self, method: str, path: str) -> bool:
+        if path in ("sys/health", "sys/seal-status", "sys/leader", "sys/init"):
+            return True
+        parts = path.split("/")
+        return (
+            len(parts) == 3
+            and parts[0] == "auth"
+            and parts[2] == "login"
+            and f"{parts[1]}/" in self.state.jwt
+        )
+
+    def lookup_token(self, http: web.Request) -> dict:
+        value = http.headers.get("X-Vault-Token")
+        if not value:
+            auth = http.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                value = auth[7:]
+        if not value:
+            raise denied()
+        token = self.state.tokens.get(value)
+        if token is None:
+            raise denied()
+        if token["expire_at"] is not None and token["expire_at"] < time.time():
+            del self.state.tokens[value]
+            raise denied()
+        return token
+
+    def acl(self, token: dict) -> ACL:
+        if "root" in token["policies"]:
+            return ACL([], root=True)
+        rules = []
+        for name in token["policies"]:
+            text = self.state.policies.get(name)
+            if text is not None:
+                rules.append(parse_policy(text))
+        return ACL(rules)
+
+    def authorize(self, req: Request, capability: str, path: str | None = None) -> None:
+        path = req.path if path is None else path
+        sudo = path.startswith(SUDO_PREFIXES)
+        if req.token is None or not self.acl(req.token).allows(
+            path, capability, sudo=sudo, list_op=req.method == "LIST"
+        ):
+            raise denied()
+
+    @staticmethod
+    def write_cap(exists: bool) -> str:
+        return "update" if exists else "create"
+
+    @staticmethod
+    def envelope(data: Any = None, auth: dict | None = None, **extra: Any) -> dict:
+        out = {
+            "request_id": str(uuid.uuid4()),
+            "lease_id": "",
+            "renewable": False,
+            "lease_duration": 0,
+            "data": data,
+            "wrap_info": None,
+            "warnings": None,
+            "auth": auth,
+        }
+        out.update(extra)
+        return out
+
+    # -- routing ----------------------------------------------------------------------------
+
+    async def route(self, req: Request) -> Any:
+        path = req.path
+        if path.startswith("sys/"):
+            return self.route_sys(req)
+        if path.startswith("auth/"):
+            parts = path.split("/")
+            mount = parts[1] + "/" if len(parts) > 1 else ""
+            if mount == "token/":
+                return self.route_token(req, "/".join(parts[2:]))
+            if mount in self.state.jwt:
+                return await self.route_jwt(req, mount, "/".join(parts[2:]))
+            self.authorize(req, self.op_cap(req))
+            raise VaultError(404, f'no handler for route "{path}". route entry not found.')
+        for mount, info in self.state.mounts.items():
+            if path.startswith(mount) and info["type"] in ("kv", "kv-v2") and self.kv_version(info) == 2:
+                return self.route_kv2(req, mount, path[len(mount) :])
+        self.authorize(req, self.op_cap(req))
+        raise VaultError(404, f'no handler for route "{path}". route entry not found.')
+
+    @staticmethod
+    def op_cap(req: Request) -> str:
+        return {"GET": "read", "LIST": "list", "DELETE": "delete", "PATCH": "patch"}.get(req.method, "update")
+
+    @staticmethod
+    def kv_version(info: dict) -> int:
+        if info["type"] == "kv-v2":
+            return 2
+        return int(str((info.get("options") or {}).get("version", "1")))
+
+    # -- sys --------------------------------------------------------------------------------
+
+    def route_sys(self, req: Request) -> Any:
+        path, m = req.path, req.method
+        if path == "sys/health":
+            return {
+                "initialized": True,
+                "sealed": False,
+                "standby": False,
+                "performance_standby": False,
+                "replication_performance_mode": "disabled",
+                "replication_dr_mode": "disabled",
+                "server_time_utc": int(time.time()),
+                "version": VERSION,
+                "enterprise": False,
+                "cluster_name": "devstack",
+                "cluster_id": "00000000-0000-0000-0000-000000000000",
+            }
+        if path == "sys/seal-status":
+            return {
+                "type": "shamir",
+                "initialized": True,
+                "sealed": False,
+                "t": 1,
+                "n": 1,
+                "progress": 0,
+                "nonce": "",
+                "version": VERSION,
+                "migration": False,
+                "recovery_seal": False,
+                "storage_type": "inmem",
+            }
+        if path in ("sys/mounts", "sys/mounts/") and m in ("GET", "LIST"):
+            self.authorize(req, "read", "sys/mounts")
+            mounts = {k: self.mount_view(v) for k, v in self.state.mounts.items()}
+            return self.envelope(mounts, **mounts)
+        if path.startswith("sys/mounts/"):
+            name = path[len("sys/mounts/") :].strip("/") + "/"
+            return self.sys_mount(req, name)
+        if path in ("sys/auth", "sys/auth/") and m in ("GET", "LIST"):
+            self.authorize(req, "read", "sys/auth")
+            auths = {k: self.mount_view(v) for k, v in self.state.auth.items()}
+            return self.envelope(auths, **auths)
+        if path.startswith("sys/auth/"):
+            name = path[len("sys/auth/") :].strip("/") + "/"
+            return self.sys_auth(req, name)
+        if path in ("sys/policies/acl", "sys/policies/acl/"):
+            if m not in ("LIST", "GET"):
+                raise VaultError(405, "unsupported operation")
+            self.authorize(req, "list", "sys/policies/acl/" if m == "LIST" else "sys/policies/acl")
+            keys = sorted(self.state.policies) + ["root"]
+            return self.envelope({"keys": sorted(keys), "policies": sorted(keys)}, keys=sorted(keys))
+        if path.startswith("sys/policies/acl/"):
+            return self.sys_policy(req, path[len("sys/policies/acl/") :].lower())
+        if path == "sys/capabilities-self" and m in ("POST", "PUT"):
+            self.authorize(req, "update")
+            paths = str_list(req.body.get("paths") or req.body.get("path"))
+            acl = self.acl(req.token)
+            out: dict[str, Any] = {}
+            for p in paths:
+                caps = sorted(acl.capabilities(p)) or ["deny"]
+                if acl.root:
+                    caps = ["root"]
+                out[p] = caps
+            if len(paths) == 1:
+                out["capabilities"] = out[paths[0]]
+            return self.envelope(out, **out)
+        if path.startswith("sys/internal/ui/mounts/") and m == "GET":
+            target = path[len("sys/internal/ui/mounts/") :]
+            for mount, info in self.state.mounts.items():
+                if target == mount.rstrip("/") or target.startswith(mount):
+                    self.authorize_any(req, mount)
+                    view = self.mount_view(info)
+                    view["path"] = mount
+                    return self.envelope(view)
+            raise denied()
+        self.authorize(req, self.op_cap(req))
+        raise VaultError(404, f'no handler for route "{path}". route entry not found.')
+
+    def authorize_any(self, req: Request, mount: str) -> None:
+        """Vault's ui/mounts answers when the token has any capability under the mount."""
+        acl = self.acl(req.token)
+        if acl.root:
+            return
+        for rule in list(acl.exact) + list(acl.prefix) + list(acl.segment):
+            if rule.startswith(mount) or mount.startswith(rule):
+                return
+        raise denied()
+
+    @staticmethod
+    def mount_view(info: dict) -> dict:
+        return {
+            "type": info["type"],
+            "description": info.get("description", ""),
+            "options": info.get("options"),
+            "config": info.get("config")
+            or {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
+            "local": False,
+            "seal_wrap": False,
+            "accessor": info.get("accessor", ""),
+            "uuid": info.get("uuid", ""),
+        }
+
+    def sys_mount(self, req: Request, name: str) -> Any:
+        if req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            if name in self.state.mounts:
+                raise VaultError(400, f"path is already in use at {name}")
+            mtype = req.body.get("type")
+            if not mtype:
+                raise VaultError(400, "backend type must be specified as a string")
+            options = req.body.get("options") or {}
+            if mtype == "kv-v2":
+                options = {**options, "version": "2"}
+            if mtype not in ("kv", "kv-v2"):
+                raise VaultError(400, f"plugin not found in the catalog: {mtype}")
+            self.state.mounts[name] = {
+                "type": mtype,
+                "description": req.body.get("description", ""),
+                "options": {k: str(v) for k, v in options.items()} or {"version": "1"},
+                "config": req.body.get("config"),
+                "accessor": _random_id(f"{mtype}_", 8),
+                "uuid": str(uuid.uuid4()),
+            }
+            self.state.kv.setdefault(name, {})
+            return None
+        if req.method == "DELETE":
+            self.authorize(req, "delete")
+            if name in ("sys/", "cubbyhole/"):
+                raise VaultError(400, f"cannot unmount {name!r}")
+            self.state.mounts.pop(name, None)
+            self.state.kv.pop(name, None)
+            return None
+        if req.method == "GET":
+            self.authorize(req, "read")
+            if name not in self.state.mounts:
+                raise VaultError(400, f"No secret engine mount at {name}")
+            return self.envelope(self.mount_view(self.state.mounts[name]))
+        raise VaultError(405, "unsupported operation")
+
+    def sys_auth(self, req: Request, name: str) -> Any:
+        if req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            if name in self.state.auth:
+                raise VaultError(400, f"path is already in use at {name}")
+            atype = req.body.get("type")
+            if not atype:
+                raise VaultError(400, "backend type must be specified as a string")
+            if atype not in ("jwt", "oidc"):
+                raise VaultError(400, f"plugin not found in the catalog: {atype}")
+            self.state.auth[name] = {
+                "type": atype,
+                "description": req.body.get("description", ""),
+                "accessor": _random_id(f"auth_{atype}_", 8),
+                "uuid": str(uuid.uuid4()),
+            }
+            self.state.jwt[name] = {"config": {}, "roles": {}}
+            return None
+        if req.method == "DELETE":
+            self.authorize(req, "delete")
+            if name == "token/":
+                raise VaultError(400, "token credential backend cannot be disabled")
+            self.state.auth.pop(name, None)
+            self.state.jwt.pop(name, None)
+            return None
+        raise VaultError(405, "unsupported operation")
+
+    def sys_policy(self, req: Request, name: str) -> Any:
+        m = req.method
+        if not name:
+            raise VaultError(400, "policy name must be provided")
+        if m == "GET":
+            self.authorize(req, "read")
+            if name == "root":
+                return self.envelope({"name": "root", "policy": ""}, name="root", policy="")
+            if name not in self.state.policies:
+                raise not_found()
+            text = self.state.policies[name]
+            return self.envelope({"name": name, "policy": text}, name=name, policy=text)
+        if m in ("POST", "PUT"):
+            self.authorize(req, self.write_cap(name in self.state.policies))
+            if name == "root":
+                raise VaultError(400, 'cannot update "root" policy')
+            text = req.body.get("policy")
+            if not isinstance(text, str) or not text.strip():
+                raise VaultError(400, "'policy' parameter not supplied or empty")
+            try:
+                parse_policy(text)
+            except PolicyError as exc:
+                raise VaultError(400, str(exc)) from exc
+            self.state.policies[name] = text
+            return None
+        if m == "DELETE":
+            self.authorize(req, "delete")
+            if name in ("root", "default"):
+                raise VaultError(400, f'cannot delete "{name}" policy')
+            self.state.policies.pop(name, None)
+            return None
+        raise VaultError(405, "unsupported operation")
+
+    # -- token auth -------------------------------------------------------------------------
+
+    def token_view(self, token: dict) -> dict:
+        ttl = int(token["expire_at"] - time.time()) if token["expire_at"] else 0
+        return {
+            "accessor": token["accessor"],
+            "creation_time": token["creation_time"],
+            "creation_ttl": token["creation_ttl"],
+            "display_name": token["display_name"],
+            "entity_id": token["entity_id"],
+            "expire_time": now_rfc3339(token["expire_at"]) if token["expire_at"] else None,
+            "explicit_max_ttl": 0,
+            "id": token["id"],
+            "issue_time": now_rfc3339(token["creation_time"]),
+            "meta": token["meta"],
+            "num_uses": 0,
+            "orphan": token["path"] != "auth/token/create",
+            "path": token["path"],
+            "policies": token["policies"],
+            "renewable": bool(token["expire_at"]),
+            "ttl": max(ttl, 0),
+            "type": "service",
+        }
+
+    def auth_block(self, token: dict, token_policies: list[str]) -> dict:
+        return {
+            "client_token": token["id"],
+            "accessor": token["accessor"],
+            "policies": token["policies"],
+            "token_policies": sorted(set(token_policies)),
+            "identity_policies": None,
+            "metadata": token["meta"],
+            "lease_duration": token["creation_ttl"],
+            "renewable": bool(token["expire_at"]),
+            "entity_id": token["entity_id"],
+            "token_type": "service",
+            "orphan": True,
+            "mfa_requirement": None,
+            "num_uses": 0,
+        }
+
+    def route_token(self, req: Request, sub: str) -> Any:
+        if sub == "lookup-self" and req.method in ("GET", "POST"):
+            self.authorize(req, "read" if req.method == "GET" else "update")
+            return self.envelope(self.token_view(req.token))
+        if sub == "revoke-self" and req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            self.state.tokens.pop(req.token["id"], None)
+            return None
+        if sub in ("create", "create-orphan") and req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            policies = str_list(req.body.get("policies")) or list(req.token["policies"])
+            if "root" not in req.token["policies"] and not set(policies) <= set(req.token["policies"]):
+                raise VaultError(400, "child policies must be subset of parent")
+            no_default = bool(req.body.get("no_default_policy"))
+            if not no_default and "root" not in policies:
+                policies = policies + ["default"]
+            ttl = parse_duration(req.body.get("ttl"), DEFAULT_TOKEN_TTL)
+            if "root" in policies and "ttl" not in req.body:
+                ttl = 0
+            token = self.state.add_token(
+                policies=policies,
+                ttl=ttl,
+                path="auth/token/create",
+                display_name="token"
+                + (f"-{req.body['display_name']}" if req.body.get("display_name") else ""),
+                meta=req.body.get("meta"),
+                token_id=req.body.get("id"),
+            )
+            return self.envelope(None, auth=self.auth_block(token, [p for p in policies if p != "default"]))
+        self.authorize(req, self.op_cap(req))
+        raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
+
+    # -- JWT auth ---------------------------------------------------------------------------
+
+    async def route_jwt(self, req: Request, mount: str, sub: str) -> Any:
+        backend = self.state.jwt[mount]
+        if sub == "config":
+            if req.method == "GET":
+                self.authorize(req, "read")
+                return self.envelope(dict(backend["config"]))
+            if req.method in ("POST", "PUT"):
+                self.authorize(req, "update")
+                return self.jwt_config(mount, req.body)
+        if sub in ("role", "role/") and req.method == "LIST":
+            self.authorize(req, "list")
+            if not backend["roles"]:
+                raise not_found()
+            return self.envelope({"keys": sorted(backend["roles"])})
+        if sub.startswith("role/"):
+            name = sub[len("role/") :]
+            roles = backend["roles"]
+            if req.method == "GET":
+                self.authorize(req, "read")
+                if name not in roles:
+                    raise not_found()
+                return self.envelope(dict(roles[name]))
+            if req.method in ("POST", "PUT"):
+                self.authorize(req, self.write_cap(name in roles))
+                roles[name] = self.jwt_role(req.body, roles.get(name))
+                return None
+            if req.method == "DELETE":
+                self.authorize(req, "delete")
+                roles.pop(name, None)
+                return None
+        if sub == "login" and req.method in ("POST", "PUT"):
+            return await self.jwt_login(mount, req.body)
+        self.authorize(req, self.op_cap(req))
+        raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
+
+    def jwt_config(self, mount: str, body: dict) -> None:
+        sources = [k for k in ("jwks_url", "oidc_discovery_url", "jwt_validation_pubkeys") if body.get(k)]
+        if len(sources) != 1:
+            raise VaultError(
+                400, "exactly one of 'jwt_validation_pubkeys', 'jwks_url' or 'oidc_discovery_url' must be set"
+            )
+        config = {
+            "jwks_url": body.get("jwks_url", ""),
+            "oidc_discovery_url": body.get("oidc_discovery_url", ""),
+            "jwt_validation_pubkeys": str_list(body.get("jwt_validation_pubkeys"))
+            if isinstance(body.get("jwt_validation_pubkeys"), list)
+            else ([body["jwt_validation_pubkeys"]] if body.get("jwt_validation_pubkeys") else []),
+            "bound_issuer": body.get("bound_issuer", ""),
+            "jwt_supported_algs": str_list(body.get("jwt_supported_algs")),
+            "default_role": body.get("default_role", ""),
+            "oidc_discovery_ca_pem": body.get("oidc_discovery_ca_pem", ""),
+            "jwks_ca_pem": body.get("jwks_ca_pem", ""),
+        }
+        for pem in config["jwt_validation_pubkeys"]:
+            try:
+                serialization.load_pem_public_key(pem.encode())
+            except ValueError as exc:
+                raise VaultError(400, f"error parsing public key: {exc}") from exc
+        self.state.jwt[mount]["config"] = config
+        self.jwks_cache.pop(mount, None)
+        return None
+
+    def jwt_role(self, body: dict, old: dict | None) -> dict:
+        role = dict(old or {})
+        role_type = body.get("role_type", role.get("role_type", "oidc"))
+        if role_type not in ("jwt", "oidc"):
+            raise VaultError(400, f"invalid 'role_type': {role_type}")
+        role["role_type"] = role_type
+        for key in ("bound_audiences", "token_policies", "allowed_redirect_uris", "token_bound_cidrs"):
+            if key in body:
+                role[key] = str_list(body[key])
+        if "policies" in body and "token_policies" not in body:
+            role["token_policies"] = str_list(body["policies"])
+        for key in ("bound_subject", "user_claim", "groups_claim", "bound_claims_type"):
+            if key in body:
+                role[key] = body[key] or ""
+        if "bound_claims" in body:
+            role["bound_claims"] = body["bound_claims"] or {}
+        for key, default in (
+            ("token_ttl", 0),
+            ("token_max_ttl", 0),
+            ("clock_skew_leeway", 60),
+            ("expiration_leeway", 150),
+            ("not_before_leeway", 150),
+        ):
+            if key in body:
+                role[key] = parse_duration(body[key], default)
+            else:
+                role.setdefault(key, default)
+        if "token_no_default_policy" in body:
+            role["token_no_default_policy"] = bool(body["token_no_default_policy"])
+        role.setdefault("bound_audiences", [])
+        role.setdefault("token_policies", [])
+        role.setdefault("bound_subject", "")
+        role.setdefault("bound_claims", {})
+        role.setdefault("token_no_default_policy", False)
+        if not role.get("user_claim"):
+            raise VaultError(400, "a user claim must be defined on the role")
+        if role_type == "jwt" and not (
+            role["bound_audiences"]
+            or role["bound_subject"]
+            or role["bound_claims"]
+            or role.get("token_bound_cidrs")
+        ):
+            raise VaultError(400, "must have at least one bound constraint when creating/updating a role")
+        role["policies"] = role["token_policies"]
+        return role
+
+    async def jwks(self, mount: str, force: bool = False) -> dict[str, Any]:
+        """``{kid: key}`` for the configured source, cached for a minute (refetched on an unknown kid)."""
+        cfg = self.state.jwt[mount]["config"]
+        cached = self.jwks_cache.get(mount)
+        if cached and not force and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        url = cfg.get("jwks_url")
+        timeout = aiohttp.ClientTimeout(total=self.jwks_timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                if cfg.get("oidc_discovery_url"):
+                    base = cfg["oidc_discovery_url"].rstrip("/")
+                    async with session.get(f"{base}/.well-known/openid-configuration") as resp:
+                        if resp.status != 200:
+                            raise VaultError(500, f"error checking oidc discovery URL: status {resp.status}")
+                        disco = await resp.json(content_type=None)
+                    if disco.get("issuer") and disco["issuer"].rstrip("/") != base:
+                        raise VaultError(
+                            500,
+                            "error checking oidc discovery URL: issuer did not match "
+                            f"the issuer returned by provider, expected {base!r} got "
+                            f"{disco['issuer']!r}",
+                        )
+                    url = disco["jwks_uri"]
+                async with session.get(url) as resp:
+                    if resp.status != 200:
+                        raise VaultError(500, f"error fetching JWKS: status {resp.status}")
+                    doc = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+            raise VaultError(500, f"error fetching keys: {exc.__class__.__name__}") from exc
+        keys = {}
+        for jwk in doc.get("keys", []):
+            try:
+                keys[jwk.get("kid", "")] = pyjwt.PyJWK(jwk).key
+            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+                continue
+        self.jwks_cache[mount] = (time.monotonic(), keys)
+        return keys
+
+    async def jwt_login(self, mount: str, body: dict) -> dict:
+        backend = self.state.jwt[mount]
+        name = body.get("role") or backend["config"].get("default_role")
+        if not name:
+            raise VaultError(400, "missing role")
+        role = backend["roles"].get(name)
+        if role is None:
+            raise VaultError(400, f'role "{name}" could not be found')
+        if role["role_type"] != "jwt":
+            raise VaultError(400, "role with oidc role_type is not allowed")
+        token = body.get("jwt")
+        if not token:
+            raise VaultError(400, "missing token")
+        cfg = backend["config"]
+        if not cfg:
+            raise VaultError(400, "could not load configuration")
+        try:
+            header = pyjwt.get_unverified_header(token)
+        except pyjwt.PyJWTError as exc:
+            raise VaultError(400, f"error validating token: {exc}") from exc
+        alg = header.get("alg")
+        allowed_algs = cfg.get("jwt_supported_algs") or JWT_ALGS  # Vault: all algorithms for jwt roles
+        if alg not in allowed_algs:
+            raise VaultError(400, f"error validating token: unsupported signing algorithm {alg!r}")
+        candidates: list[Any]
+        if cfg.get("jwt_validation_pubkeys"):
+            candidates = [
+                serialization.load_pem_public_key(p.encode()) for p in cfg["jwt_validation_pubkeys"]
+            ]
+        else:
+            keys = await self.jwks(mount)
+            kid = header.get("kid")
+            if kid not in keys:
+                keys = await self.jwks(mount, force=True)
+            candidates = [keys[kid]] if kid in keys else list(keys.values())
+        claims = None
+        skew = role.get("clock_skew_leeway", 60)
+        for key in candidates:
+            try:
+                claims = pyjwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    options={
+                        "verify_aud": False,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                    },
+                )
+                break
+            except pyjwt.InvalidSignatureError:
+                continue
+            except pyjwt.PyJWTError as exc:
+                raise VaultError(400, f"error validating token: {exc}") from exc
+        if claims is None:
+            raise VaultError(400, "error validating token: failed to verify id token signature")
+        now = time.time()
+        if "exp" in claims:
+            if not isinstance(claims["exp"], int | float):
+                raise VaultError(400, "error validating token: invalid exp claim")
+            if claims["exp"] + skew + role.get("expiration_leeway", 150) < now:
+                raise VaultError(
+                    400, "error validating token: invalid expiration time (exp) claim: token is expired"
+                )
+        elif role.get("expiration_leeway", 150) >= 0:
+            raise VaultError(400, "error validating token: no exp claim in token")
+        if "nbf" in claims and claims["nbf"] - skew - role.get("not_before_leeway", 150) > now:
+            raise VaultError(
+                400, "error validating token: invalid not before (nbf) claim: token not yet valid"
+            )
+        if cfg.get("bound_issuer") and claims.get("iss") != cfg["bound_issuer"]:
+            raise VaultError(400, "error validating token: invalid issuer (iss) claim")
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else list(aud or [])
+        if role["bound_audiences"]:
+            if not set(auds) & set(role["bound_audiences"]):
+                raise VaultError(
+                    400,
+                    "error validating token: invalid audience (aud) claim: "
+                    "audience claim does not match any expected audience",
+                )
+        elif auds:
+            raise VaultError(
+                400,
+                "error validating token: invalid audience (aud) claim: "
+                "audience claim found in JWT but no audiences bound to the role",
+            )
+        if role["bound_subject"] and claims.get("sub") != role["bound_subject"]:
+            raise VaultError(400, "error validating token: sub claim does not match bound subject")
+        for claim, expected in (role.get("bound_claims") or {}).items():
+            want = expected if isinstance(expected, list) else [expected]
+            if claims.get(claim) not in want:
+                raise VaultError(
+                    400,
+                    f"error validating claims: claim {claim!r} does not match any "
+                    "associated bound claim values",
+                )
+        user = claims.get(role["user_claim"])
+        if user is None:
+            raise VaultError(400, f'claim "{role["user_claim"]}" not found in token')
+        if not isinstance(user, str):
+            raise VaultError(400, f'claim "{role["user_claim"]}" could not be converted to string')
+        policies = list(role["token_policies"])
+        if not role.get("token_no_default_policy"):
+            policies.append("default")
+        ttl = role.get("token_ttl") or DEFAULT_TOKEN_TTL
+        new = self.state.add_token(
+            policies=policies,
+            ttl=ttl,
+            path=f"auth/{mount}login",
+            display_name=f"{mount.rstrip('/')}-{user}",
+            meta={"role": name},
+        )
+        self.state.save()
+        return self.envelope(None, auth=self.auth_block(new, role["token_policies"]))
+
+    # -- KV version 2 -----------------------------------------------------------------------
+
+    def route_kv2(self, req: Request, mount: str, rest: str) -> Any:
+        store = self.state.kv.setdefault(mount, {})
+        kind, _, key = rest.partition("/")
+        options = self.state.mounts[mount].get("options") or {}
+        if kind == "config":
+            if req.method == "GET":
+                self.authorize(req, "read")
+                return self.envelope({"max_versions": 0, "cas_required": False, "delete_version_after": "0s"})
+            raise VaultError(405, "unsupported operation")
+        if kind == "data":
+            return self.kv_data(req, store, key, options)
+        if kind == "metadata":
+            return self.kv_metadata(req, store, key)
+        self.authorize(req, self.op_cap(req))
+        raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
+
+    @staticmethod
+    def kv_meta_view(rec: dict, version: int) -> dict:
+        v = rec["versions"][str(version)]
+        return {
+            "created_time": v["created_time"],
+            "custom_metadata": rec.get("custom_metadata"),
+            "deletion_time": v["deletion_time"],
+            "destroyed": v["destroyed"],
+            "version": version,
+        }
+
+    def kv_data(self, req: Request, store: dict, key: str, options: dict) -> Any:
+        if not key:
+            raise VaultError(404, "no handler for route")
+        rec = store.get(key)
+        m = req.method
+        if m == "GET":
+            self.authorize(req, "read")
+            if rec is None or rec["current_version"] == 0:
+                raise not_found()
+            version = int(req.query.get("version") or 0) or rec["current_version"]
+            v = rec["versions"].get(str(version))
+            if v is None:
+                raise not_found()
+            meta = self.kv_meta_view(rec, version)
+            if v["deletion_time"] or v["destroyed"]:
+                return web.json_response(self.envelope({"data": None, "metadata": meta}), status=404)
+            return self.envelope({"data": v["data"], "metadata": meta})
+        if m in ("POST", "PUT"):
+            self.authorize(req, self.write_cap(rec is not None))
+            data = req.body.get("data")
+            if data is None:
+                raise VaultError(400, "no data provided")
+            if not isinstance(data, dict):
+                raise VaultError(400, "data must be a JSON object")
+            opts = req.body.get("options") or {}
+            cas = opts.get("cas")
+            current = rec["current_version"] if rec else 0
+            cas_required = (rec or {}).get("cas_required") or str(options.get("cas_required", "")) == "true"
+            if cas is None and cas_required:
+                raise VaultError(400, "check-and-set parameter required for this call")
+            if cas is not None and int(cas) != current:
+                raise VaultError(400, "check-and-set parameter did not match the current version")
+            now = now_rfc3339()
+            if rec is None:
+                rec = store[key] = new_kv_record(now)
+            version = current + 1
+            rec["versions"][str(version)] = {
+                "data": data,
+                "created_time": now,
+                "deletion_time": "",
+                "destroyed": False,
+            }
+            rec["current_version"] = version
+            rec["updated_time"] = now
+            keep = rec["max_versions"] or int(options.get("max_versions", 0) or 0) or 10
+            for old in sorted(int(v) for v in rec["versions"]):
+                if len(rec["versions"]) <= keep:
+                    break
+                del rec["versions"][str(old)]
+            rec["oldest_version"] = min(int(v) for v in rec["versions"])
+            return self.envelope(self.kv_meta_view(rec, version))
+        if m == "DELETE":
+            self.authorize(req, "delete")
+            if rec is not None and rec["current_version"]:
+                v = rec["versions"].get(str(rec["current_version"]))
+                if v and not v["deletion_time"]:
+                    v["deletion_time"] = now_rfc3339()
+            return None
+        raise VaultError(405, "unsupported operation")
+
+    def kv_metadata(self, req: Request, store: dict, key: str) -> Any:
+        m = req.method
+        if m == "LIST":
+            self.authorize(req, "list")
+            prefix = key if key.endswith("/") or key == "" else key + "/"
+            if prefix == "/":
+                prefix = ""
+            children = set()
+            for k in store:
+                if k.startswith(prefix):
+                    rest = k[len(prefix) :]
+                    head, sep, _ = rest.partition("/")
+                    children.add(head + sep)
+            if not children:
+                raise not_found()
+            return self.envelope({"keys": sorted(children)})
+        rec = store.get(key)
+        if m == "GET":
+            self.authorize(req, "read")
+            if rec is None:
+                raise not_found()
+            versions = {
+                k: {
+                    "created_time": v["created_time"],
+                    "deletion_time": v["deletion_time"],
+                    "destroyed": v["destroyed"],
+                }
+                for k, v in rec["versions"].items()
+            }
+            return self.envelope(
+                {
+                    "cas_required": rec["cas_required"],
+                    "created_time": rec["created_time"],
+                    "current_version": rec["current_version"],
+                    "custom_metadata": rec["custom_metadata"],
+                    "delete_version_after": "0s",
+                    "max_versions": rec["max_versions"],
+                    "oldest_version": rec["oldest_version"],
+                    "updated_time": rec["updated_time"],
+                    "versions": versions,
+                }
+            )
+        if m in ("POST", "PUT"):
+            self.authorize(req, self.write_cap(rec is not None))
+            now = now_rfc3339()
+            if rec is None:
+                rec = store[key] = new_kv_record(now)
+            if "max_versions" in req.body:
+                rec["max_versions"] = int(req.body["max_versions"])
+            if "cas_required" in req.body:
+                rec["cas_required"] = bool(req.body["cas_required"])
+            if "custom_metadata" in req.body:
+                rec["custom_metadata"] = req.body["custom_metadata"]
+            rec["updated_time"] = now
+            return None
+        if m == "DELETE":
+            self.authorize(req, "delete")
+            store.pop(key, None)
+            return None
+        raise VaultError(405, "unsupported operation")
+
+
+async def serve(host: str, port: int, state: VaultState, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(VaultServer(state).app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("vault stand-in listening on http://%s:%d", host, port)
+    await stop.wait()
+    await runner.cleanup()

@@ -5,7 +5,8 @@ stand-ins keep their state in ``.local/<name>/``, pid files in ``.local/run/``, 
 ``.local/airflow/logs/stack/``. ``down`` stops exactly the process groups ``up`` recorded.
 
 Environment: ``AIRFLOW_PORT`` (default 8080), ``AIRFLOW_DB=postgres`` (metadata DB in the local
-PostgreSQL, database ``airflow_local``; default: SQLite in AIRFLOW_HOME).
+PostgreSQL, database ``airflow_local``; default: SQLite in AIRFLOW_HOME), ``SDP_LOCAL`` (another
+state directory than ``.local``), ``SDP_FREE_PORTS=1`` (stand-ins on free ports, not their defaults).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from devstack.checks import MissingService, require_services
 from devstack.procs import StackError, port_open, stop_pid_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = ROOT / ".local"
+LOCAL = Path(os.environ.get("SDP_LOCAL") or ROOT / ".local").resolve()
 HOME = LOCAL / "airflow"
 RUN = LOCAL / "run"
 STATE = RUN / "stack.json"
@@ -54,7 +55,9 @@ def attach() -> AirflowStack:
     if not STATE.exists():
         raise StackError("the local stack is not running: start it with `make up`")
     info = json.loads(STATE.read_text())
-    return AirflowStack(HOME, port=info["port"], local=LOCAL, executor=info["executor"], database=info["database"])
+    stack = AirflowStack(HOME, port=info["port"], local=LOCAL, executor=info["executor"], database=info["database"])
+    stack.vars = info.get("vars", {})
+    return stack
 
 
 def up(port: int, database: str) -> AirflowStack:
@@ -68,10 +71,12 @@ def up(port: int, database: str) -> AirflowStack:
     for stale in RUN.glob("*.pid") if RUN.is_dir() else []:
         stale.unlink()
     started = time.monotonic()
-    stack = AirflowStack(HOME, port=port, local=LOCAL, fixed_ports=True, pid_dir=RUN, database=database)
+    fixed = os.environ.get("SDP_FREE_PORTS") != "1"  # tests set it to run beside a developer's stack
+    stack = AirflowStack(HOME, port=port, local=LOCAL, fixed_ports=fixed, pid_dir=RUN, database=database)
     stack.start()
     RUN.mkdir(parents=True, exist_ok=True)
-    STATE.write_text(json.dumps({"port": port, "executor": stack.executor, "database": database}))
+    STATE.write_text(json.dumps({"port": port, "executor": stack.executor, "database": database,
+                                 "vars": stack.vars}))
     dag_ids = pipeline_dag_ids()
     stack.wait_for_dags(dag_ids)
     for dag_id in dag_ids:  # DAGs are paused when first parsed; the local stack runs its pipelines

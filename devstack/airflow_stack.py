@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 
-from devstack import settings as settings_mod
 from devstack.procs import Proc, StackError, free_port, spawn, start_service, stop_all, with_needs
 from devstack.registry import SERVICES
 
@@ -309,7 +308,8 @@ class AirflowStack:
                     break
             time.sleep(1)
         else:
-            raise StackError(f"{dag_id}/{run_id} still {state} after {timeout:.0f}s; tasks: {self.task_states(dag_id, run_id)[0]}")
+            tasks = self.task_states(dag_id, run_id)[0]
+            raise StackError(f"{dag_id}/{run_id} still {state} after {timeout:.0f}s; tasks: {tasks}")
         tasks, tries = self.task_states(dag_id, run_id)
         return RunResult(self, dag_id, run_id, state, tasks, tries)
 

@@ -44,7 +44,10 @@ class HealthCheckOperator(BaseOperator):
         except Exception as exc:  # noqa: BLE001 - any lookup failure means the same to an operator
             raise SystemUnhealthy(f"{where}: the connection is not configured ({type(exc).__name__}). "
                                   f"Add it to airflow_settings.yaml or the secrets backend.") from None
-        address = f"{conn.host or ''}:{conn.port}" if conn.port else (conn.host or conn.extra_dejson.get("endpoint_url", ""))
+        if conn.port:
+            address = f"{conn.host or ''}:{conn.port}"
+        else:
+            address = conn.host or conn.extra_dejson.get("endpoint_url", "")
         try:
             if self.probe == "hook":
                 ok, message = conn.get_hook().test_connection()

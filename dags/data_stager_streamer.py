@@ -1,0 +1,36 @@
+"""DCCN data streamer: raw data of a lab session into the project's DAC collection."""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Param
+
+from sensitive_data.operators.stager import StagerStreamerJobOperator
+
+DOC = """
+### Data streamer
+
+Triggered by the lab data streamer with `{projectId, srcPath, modality}`: resolves the project's
+DAC collection (static map of the stager settings) and submits a `data_stager_transfer` job as
+the streamer service account (connection `stager_streamer`) from `srcPath` into
+`irods:<collection>/raw/...`, with per-modality timeouts (MRI 10800/600 s, MEG 3600/1800 s,
+OPM 1800/600 s).
+"""
+
+with DAG(
+    dag_id="data_stager_streamer",
+    doc_md=DOC,
+    schedule=None,
+    catchup=False,
+    tags=["stager"],
+    default_args={"owner": "data-stager"},
+    params={
+        "projectId": Param(type="string", pattern=r"^\d{7}\.\d{2}$",
+                           description="Project number, e.g. 3010000.01."),
+        "srcPath": Param(type="string", minLength=1,
+                         description="Absolute path of the raw data on project storage."),
+        "modality": Param(type="string", enum=["MRI", "MEG", "OPM"], description="Lab modality."),
+    },
+) as dag:
+    job = StagerStreamerJobOperator(task_id="resolve")
+    TriggerDagRunOperator(task_id="submit", trigger_dag_id="data_stager_transfer", conf=job.output)

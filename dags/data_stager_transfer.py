@@ -1,0 +1,52 @@
+"""DCCN data stager: one transfer job between POSIX project storage and the data repository (iRODS)."""
+
+from __future__ import annotations
+
+from airflow.sdk import DAG, Param
+
+from sensitive_data.notifiers.stager import StagerNotifier
+from sensitive_data.operators.stager import StagerTransferOperator, StagerValidateJobOperator
+
+DOC = """
+### Data stager transfer
+
+A job of the DCCN data stager: a recursive sync between a POSIX path and an iRODS collection
+(`irods:/<zone>/...`), run as `stagerUser`. Submit it through the stager API (`/stager/v1/job`,
+which checks the credential and encrypts `drPass`) or with the run conf below; `drPass` must be
+RSA-encrypted with the stager's public key and base64-encoded. Files already present with the
+same size and SHA-256 are skipped, so a re-run resumes. User errors are not retried; other
+failures are retried 4 times (30 s x attempt). The submitter gets `[OK] <title> completed` or
+`[ALERT] <title> failed` by e-mail.
+"""
+
+with DAG(
+    dag_id="data_stager_transfer",
+    doc_md=DOC,
+    schedule=None,
+    catchup=False,
+    tags=["stager"],
+    max_active_runs=16,
+    default_args={"owner": "data-stager"},  # no execution_timeout: the job's own timeouts apply (0 = none)
+    params={
+        "title": Param("", type="string", description="Job title, used in the e-mail subject."),
+        "stagerUser": Param(type="string", minLength=1,
+                            description="POSIX user the transfer runs as (the submitter)."),
+        "stagerUserEmail": Param("", type="string", description="Where the outcome is e-mailed."),
+        "drUser": Param(type="string", minLength=1, description="Data repository (iRODS) user."),
+        "drPass": Param(type="string", minLength=1,
+                        description="Repository password, RSA-encrypted with the stager key, base64."),
+        "srcURL": Param(type="string", minLength=1,
+                        description="Source: /posix/path or irods:/<zone>/collection."),
+        "dstURL": Param(type="string", minLength=1,
+                        description="Destination: irods:/<zone>/collection or /posix/path."),
+        "timeout": Param(259200, type="integer", minimum=0,
+                         description="Overall time limit in seconds (0 = none)."),
+        "timeout_noprogress": Param(3600, type="integer", minimum=0,
+                                    description="Seconds without any progress before giving up (0 = none)."),
+    },
+    on_success_callback=StagerNotifier(failed=False),
+    on_failure_callback=StagerNotifier(failed=True),
+) as dag:
+    validate = StagerValidateJobOperator(task_id="validate")
+    transfer = StagerTransferOperator(task_id="transfer")
+    validate >> transfer

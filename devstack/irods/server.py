@@ -1,0 +1,331 @@
+"""The iRODS protocol: framing, XML packing instructions, the API handlers of one connection."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import struct
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
+
+from devstack.irods import catalog as c
+from devstack.irods.catalog import Catalog, IrodsError
+from devstack.irods.genquery import run_query
+
+log = logging.getLogger("devstack.irods")
+
+REL_VERSION = "rods4.3.4"
+API_VERSION = "d"
+MAX_PASSWORD_LENGTH = 50
+MAX_ROWS_LIMIT = 500
+
+# API numbers (lib/api/include/apiNumber.h)
+DATA_OBJ_CREATE, DATA_OBJ_OPEN, DATA_OBJ_UNLINK = 601, 602, 615
+DATA_OBJ_CHKSUM, DATA_OBJ_CLOSE, DATA_OBJ_LSEEK, DATA_OBJ_READ, DATA_OBJ_WRITE = 629, 673, 674, 675, 676
+RM_COLL, COLL_CREATE, GEN_QUERY, AUTH_REQUEST, AUTHENTICATION = 679, 681, 702, 703, 110000
+REPLICA_CLOSE, GET_FILE_DESCRIPTOR_INFO = 20004, 20000
+
+
+class Disconnect(Exception):
+    pass
+
+
+# ---- framing ----------------------------------------------------------------------------------------
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise Disconnect("peer closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_message(sock: socket.socket) -> tuple[str, bytes, bytes, bytes, int]:
+    (hlen,) = struct.unpack(">i", recv_exact(sock, 4))
+    header = ET.fromstring(recv_exact(sock, hlen))
+    msg_len, err_len, bs_len = (int(header.findtext(k)) for k in ("msgLen", "errorLen", "bsLen"))
+    msg = recv_exact(sock, msg_len) if msg_len else b""
+    err = recv_exact(sock, err_len) if err_len else b""
+    bs = recv_exact(sock, bs_len) if bs_len else b""
+    return header.findtext("type"), msg, err, bs, int(header.findtext("intInfo"))
+
+
+def pack(msg_type: str, msg: bytes = b"", err: bytes = b"", bs: bytes = b"", int_info: int = 0) -> bytes:
+    header = (f"<MsgHeader_PI><type>{msg_type}</type><msgLen>{len(msg)}</msgLen><errorLen>{len(err)}"
+              f"</errorLen><bsLen>{len(bs)}</bsLen><intInfo>{int_info}</intInfo></MsgHeader_PI>").encode()
+    return struct.pack(">i", len(header)) + header + msg + err + bs
+
+
+def xml(name: str, *fields: tuple[str, object]) -> bytes:
+    parts = [f"<{name}>"]
+    for key, value in fields:
+        if isinstance(value, bytes):  # already packed sub-structure
+            parts.append(value.decode())
+        else:
+            parts.append(f"<{key}>{escape(str(value))}</{key}>")
+    parts.append(f"</{name}>")
+    return "".join(parts).encode()
+
+
+def kv_pairs(root: ET.Element | None) -> dict[str, str]:
+    if root is None:
+        return {}
+    keys = [e.text or "" for e in root.findall("keyWord")]
+    vals = [e.text or "" for e in root.findall("svalue")]
+    return dict(zip(keys, vals, strict=False))
+
+
+def bin_json(doc: dict) -> bytes:
+    raw = json.dumps(doc).encode()
+    return xml("BinBytesBuf_PI", ("buflen", len(raw)), ("buf", base64.b64encode(raw).decode()))
+
+
+def parse_json_request(msg: bytes) -> dict:
+    root = ET.fromstring(msg.replace(b"\0", b""))
+    buf = root.findtext("buf") or ""
+    data = base64.b64decode(buf) if root.tag == "BinBytesBuf_PI" else buf.encode()
+    return json.loads(data.replace(b"\0", b"").decode())
+
+
+# ---- one connection ---------------------------------------------------------------------------------
+class Handler(socketserver.BaseRequestHandler):
+    catalog: Catalog  # set on the subclass by make_server
+
+    def setup(self):
+        self.user: str | None = None
+        self.proxy_user = ""
+        self.challenge = ""
+        self.fds: dict[int, dict] = {}
+        self.next_fd = 3
+        self.queries: dict[int, list[list[str]]] = {}
+        self.query_meta: dict[int, tuple[list[int], int]] = {}
+        self.next_query = 1
+
+    def send(self, data: bytes) -> None:
+        self.request.sendall(data)
+
+    def reply(self, int_info: int = 0, msg: bytes = b"", bs: bytes = b"") -> None:
+        self.send(pack("RODS_API_REPLY", msg=msg, bs=bs, int_info=int_info))
+
+    def error(self, code: int, text: str) -> None:
+        err = xml("RError_PI", ("count", 1), ("", xml("RErrMsg_PI", ("status", code), ("msg", text))))
+        self.send(pack("RODS_API_REPLY", err=err, int_info=code))
+
+    def handle(self):
+        try:
+            self.startup()
+            while True:
+                msg_type, msg, _err, bs, int_info = recv_message(self.request)
+                if msg_type == "RODS_DISCONNECT":
+                    return
+                if msg_type != "RODS_API_REQ":
+                    self.error(c.SYS_UNMATCHED_API_NUM, f"unexpected message type {msg_type}")
+                    continue
+                try:
+                    self.dispatch(int_info, msg, bs)
+                except IrodsError as exc:
+                    self.error(exc.code, exc.msg)
+                except (ValueError, KeyError, ET.ParseError) as exc:
+                    log.warning("bad request for API %s: %r", int_info, exc)
+                    self.error(c.SYS_INVALID_INPUT_PARAM, f"bad input: {exc}")
+        except (Disconnect, ConnectionError, OSError):
+            pass
+        finally:
+            for fd in list(self.fds.values()):
+                self.finish_fd(fd)
+            self.fds.clear()
+
+    def startup(self):
+        msg_type, msg, _e, _b, _i = recv_message(self.request)
+        if msg_type != "RODS_CONNECT":
+            raise Disconnect("expected RODS_CONNECT")
+        root = ET.fromstring(msg)
+        self.proxy_user = root.findtext("proxyUser") or ""
+        option = root.findtext("option") or ""
+        if option.endswith("request_server_negotiation"):
+            self.send(pack("RODS_CS_NEG_T", msg=xml("CS_NEG_PI", ("status", 1), ("result", "CS_NEG_REFUSE"))))
+            _t, neg, _e, _b, _i = recv_message(self.request)
+            result = ET.fromstring(neg).findtext("result") or ""
+            if "CS_NEG_USE_TCP" not in result:
+                raise Disconnect("only TCP is supported")
+        version = xml("Version_PI", ("status", 0), ("relVersion", REL_VERSION), ("apiVersion", API_VERSION),
+                      ("reconnPort", 0), ("reconnAddr", ""), ("cookie", 400))
+        self.send(pack("RODS_VERSION", msg=version))
+
+    # ---- dispatch ----------------------------------------------------------------------------------
+    def dispatch(self, api: int, msg: bytes, bs: bytes) -> None:
+        if api == AUTHENTICATION:
+            return self.authenticate(parse_json_request(msg))
+        if self.user is None:
+            raise IrodsError(c.CAT_INVALID_AUTHENTICATION, "not authenticated")
+        root = ET.fromstring(msg) if msg else None
+        handlers = {
+            GEN_QUERY: self.gen_query, COLL_CREATE: self.coll_create, RM_COLL: self.rm_coll,
+            DATA_OBJ_OPEN: self.obj_open, DATA_OBJ_CREATE: self.obj_create, DATA_OBJ_READ: self.obj_read,
+            DATA_OBJ_WRITE: self.obj_write, DATA_OBJ_LSEEK: self.obj_seek, DATA_OBJ_CLOSE: self.obj_close,
+            REPLICA_CLOSE: self.replica_close, DATA_OBJ_CHKSUM: self.obj_chksum,
+            DATA_OBJ_UNLINK: self.obj_unlink,
+        }
+        handler = handlers.get(api)
+        if handler is None:
+            raise IrodsError(c.SYS_UNMATCHED_API_NUM, f"API {api} is not supported by the stand-in")
+        return handler(root, bs)
+
+    def authenticate(self, req: dict) -> None:
+        op = req.get("next_operation")
+        if req.get("scheme", "native") != "native":
+            raise IrodsError(c.CAT_INVALID_AUTHENTICATION, "only native authentication is supported")
+        if op == "auth_agent_auth_request":
+            self.challenge = base64.b64encode(os.urandom(48)).decode()
+            self.reply(msg=bin_json({**req, "request_result": self.challenge}))
+            return
+        if op == "auth_agent_auth_response":
+            name = req.get("user_name", "")
+            user = self.catalog.users.get(name)
+            if not self.challenge or user is None or name != self.proxy_user:
+                raise IrodsError(c.CAT_INVALID_AUTHENTICATION, "authentication failed")
+            padded = struct.pack(f"{MAX_PASSWORD_LENGTH}s", user["password"].encode().strip())
+            expect = hashlib.md5(self.challenge.encode() + padded).digest().replace(b"\0", b"\1")  # noqa: S324
+            self.challenge = ""
+            try:
+                given = base64.b64decode(req.get("digest", ""))
+            except ValueError:
+                given = b""
+            if given != expect:
+                raise IrodsError(c.CAT_INVALID_AUTHENTICATION, "authentication failed")
+            self.user = name
+            self.reply(msg=bin_json({}))
+            return
+        raise IrodsError(c.CAT_INVALID_AUTHENTICATION, f"unknown auth operation {op!r}")
+
+    # ---- queries ---------------------------------------------------------------------------------------
+    def gen_query(self, root: ET.Element, _bs: bytes) -> None:
+        max_rows = int(root.findtext("maxRows"))
+        cont = int(root.findtext("continueInx"))
+        options = int(root.findtext("options") or 0)
+        if cont:
+            rows = self.queries.pop(cont, None)
+            selects, _ = self.query_meta.pop(cont, ([], 0))
+            if rows is None or max_rows <= 0:
+                raise IrodsError(c.CAT_NO_ROWS_FOUND, "no more rows")
+        else:
+            sel = root.find("InxIvalPair_PI")
+            selects = [int(e.text) for e in sel.findall("inx")]
+            cond = root.find("InxValPair_PI")
+            conds = list(zip((int(e.text) for e in cond.findall("inx")),
+                             (e.text or "" for e in cond.findall("svalue")), strict=False))
+            rows = run_query(self.catalog, self.user, selects, conds, upper=bool(options & 0x200),
+                             distinct=not options & 0x40)
+            if max_rows <= 0:
+                raise IrodsError(c.CAT_NO_ROWS_FOUND, "no rows requested")
+        max_rows = min(max_rows, MAX_ROWS_LIMIT)
+        page, rest = rows[:max_rows], rows[max_rows:]
+        if not page:
+            raise IrodsError(c.CAT_NO_ROWS_FOUND, "no rows found")
+        cont_out = 0
+        if rest:
+            cont_out = self.next_query
+            self.next_query += 1
+            self.queries[cont_out] = rest
+            self.query_meta[cont_out] = (selects, 0)
+        results = b"".join(
+            xml("SqlResult_PI", ("attriInx", col), ("reslen", 1024),
+                *(("value", row[i]) for row in page))
+            for i, col in enumerate(selects))
+        self.reply(msg=xml("GenQueryOut_PI", ("rowCnt", len(page)), ("attriCnt", len(selects)),
+                           ("continueInx", cont_out), ("totalRowCount", len(rows)), ("", results)))
+
+    # ---- collections -------------------------------------------------------------------------------------
+    def coll_create(self, root: ET.Element, _bs: bytes) -> None:
+        opts = kv_pairs(root.find("KeyValPair_PI"))
+        self.catalog.create_coll(self.user, root.findtext("collName"), "recursiveOpr" in opts)
+        self.reply()
+
+    def rm_coll(self, root: ET.Element, _bs: bytes) -> None:
+        opts = kv_pairs(root.find("KeyValPair_PI"))
+        self.catalog.remove_coll(self.user, root.findtext("collName"), "recursiveOpr" in opts)
+        self.reply()
+
+    # ---- data objects ------------------------------------------------------------------------------------
+    def _open(self, root: ET.Element, create_api: bool) -> None:
+        opts = kv_pairs(root.find("KeyValPair_PI"))
+        flags = int(root.findtext("openFlags") or 0)
+        obj = self.catalog.open_obj(self.user, root.findtext("objPath"), flags, create_api,
+                                    force="forceFlag" in opts)
+        writing = create_api or (flags & 3) != 0
+        fh = open(self.catalog.physical(obj), "r+b" if writing else "rb")  # noqa: SIM115
+        fd = self.next_fd
+        self.next_fd += 1
+        self.fds[fd] = {"obj": obj, "fh": fh, "written": False, "writing": writing,
+                        "reg_chksum": "regChksum" in opts or "verifyChksum" in opts}
+        self.reply(int_info=fd)
+
+    def obj_open(self, root, _bs):
+        self._open(root, create_api=False)
+
+    def obj_create(self, root, _bs):
+        self._open(root, create_api=True)
+
+    def _fd(self, root: ET.Element) -> dict:
+        fd = self.fds.get(int(root.findtext("l1descInx")))
+        if fd is None:
+            raise IrodsError(c.SYS_FILE_DESC_OUT_OF_RANGE, "bad descriptor")
+        return fd
+
+    def obj_read(self, root, _bs):
+        fd = self._fd(root)
+        data = fd["fh"].read(int(root.findtext("len")))
+        self.reply(int_info=len(data), bs=data)
+
+    def obj_write(self, root, bs):
+        fd = self._fd(root)
+        if not fd["writing"]:
+            raise IrodsError(c.CAT_NO_ACCESS_PERMISSION, "descriptor is not open for writing")
+        fd["fh"].write(bs)
+        fd["written"] = True
+        self.reply(int_info=len(bs))
+
+    def obj_seek(self, root, _bs):
+        fd = self._fd(root)
+        pos = fd["fh"].seek(int(root.findtext("offset")), int(root.findtext("whence")))
+        self.reply(msg=xml("fileLseekOut_PI", ("offset", pos)))
+
+    def finish_fd(self, fd: dict) -> None:
+        fd["fh"].close()
+        self.catalog.closed(fd["obj"], fd["written"])
+        if fd["reg_chksum"] and fd["written"]:
+            self.catalog.checksum(self.user, fd["obj"].path, force=True)
+
+    def obj_close(self, root, _bs):
+        fd = self._fd(root)
+        del self.fds[int(root.findtext("l1descInx"))]
+        self.finish_fd(fd)
+        self.reply()
+
+    def replica_close(self, _root, _bs):
+        raise IrodsError(c.SYS_UNMATCHED_API_NUM, "replica_close is not supported (single-stream only)")
+
+    def obj_chksum(self, root, _bs):
+        opts = kv_pairs(root.find("KeyValPair_PI"))
+        value = self.catalog.checksum(self.user, root.findtext("objPath"), force="forceChksum" in opts)
+        self.reply(msg=xml("STR_PI", ("myStr", value)))
+
+    def obj_unlink(self, root, _bs):
+        self.catalog.unlink_obj(self.user, root.findtext("objPath"))
+        self.reply()
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(host: str, port: int, cat: Catalog) -> Server:
+    handler = type("BoundHandler", (Handler,), {"catalog": cat})
+    return Server((host, port), handler)

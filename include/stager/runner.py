@@ -1,0 +1,185 @@
+"""Run a transfer as the submitting user, in a child process.
+
+The parent (the Airflow worker) starts ``python -m include.stager.runner`` and writes the job spec
+(with the decrypted password) to its stdin: never argv, never the environment. When the worker
+runs as root the child gets the stager user's uid, gid and groups; otherwise only the worker's own
+user is accepted. The child writes one JSON event per line on stdout: ``progress``, then ``done``
+or ``error`` (with ``kind`` ``user`` or ``transient``).
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from include.stager.errors import (
+    Cancelled,
+    ConfigurationError,
+    StagerError,
+    TransferTimeout,
+    TransientError,
+    UserError,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def identity(stager_user: str) -> dict:
+    """The Popen arguments that make the child run as ``stager_user``; refuses what cannot be done."""
+    try:
+        pw = pwd.getpwnam(stager_user)
+    except KeyError:
+        raise UserError(f"stagerUser {stager_user!r} is not a user known to the stager's workers") from None
+    if os.geteuid() == 0:
+        if pw.pw_uid == 0:
+            return {}
+        groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": groups, "home": pw.pw_dir}
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if pw.pw_uid != os.geteuid():
+        raise UserError(f"the worker runs as {me!r} (not root) and can only transfer as {me!r}, "
+                        f"not as stagerUser {stager_user!r}")
+    return {}
+
+
+def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
+           cancel: threading.Event | None = None, on_start: Callable[[subprocess.Popen], None] | None = None,
+           log: logging.Logger | None = None) -> dict:
+    """Run the transfer described by ``spec`` as ``stager_user``; the final progress or a StagerError."""
+    log = log or logging.getLogger(__name__)
+    ident = identity(stager_user)
+    home = ident.pop("home", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if home:
+        env.update(HOME=home, USER=stager_user, LOGNAME=stager_user)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "include.stager.runner"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env,
+                                start_new_session=True, text=True, **ident)
+    except PermissionError as exc:
+        raise ConfigurationError(f"the transfer program cannot run as {stager_user!r}: {exc}; the Python "
+                                 "environment of the workers must be readable by every stager user") from None
+    if on_start:
+        on_start(proc)
+    stderr_lines: list[str] = []
+
+    def pump_stderr():
+        for line in proc.stderr:
+            line = line.rstrip()
+            stderr_lines.append(line)
+            del stderr_lines[:-50]
+            log.info("%s", line)
+
+    threading.Thread(target=pump_stderr, daemon=True).start()
+    watcher_stop = threading.Event()
+
+    def watch_cancel():
+        while not watcher_stop.wait(0.5):
+            if cancel is not None and cancel.is_set():
+                terminate(proc)
+                return
+
+    threading.Thread(target=watch_cancel, daemon=True).start()
+    try:
+        proc.stdin.write(json.dumps(spec))
+        proc.stdin.close()
+        result: dict | None = None
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                log.info("%s", line.rstrip())
+                continue
+            if event.get("event") == "progress":
+                on_progress(event["progress"])
+            elif event.get("event") in ("done", "error"):
+                result = event
+        proc.wait()
+    finally:
+        watcher_stop.set()
+        if proc.poll() is None:
+            terminate(proc)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("the job was cancelled")
+    if result is None:
+        tail = "\n".join(stderr_lines[-10:])
+        raise TransientError(f"the transfer process ended without a result (exit {proc.returncode}): {tail}")
+    if result["event"] == "error":
+        cls = {"user": UserError, "timeout": TransferTimeout, "cancelled": Cancelled}.get(result["kind"],
+                                                                                          TransientError)
+        raise cls(result["message"])
+    return result["progress"]
+
+
+def terminate(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def child_main() -> int:
+    """The child: read the spec from stdin, run the sync, print events."""
+    from include.stager.irods import IrodsAccount
+    from include.stager.paths import parse_endpoint
+    from include.stager.transfer import Sync
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    out_lock = threading.Lock()
+
+    def emit(event: dict) -> None:
+        with out_lock:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    spec = json.loads(sys.stdin.read())
+    cancel = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+    parent = os.getppid()
+
+    def orphan_watch():  # the worker was killed without on_kill: stop rather than run unsupervised
+        while not cancel.wait(1.0):
+            if os.getppid() != parent:
+                cancel.set()
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    logging.getLogger(__name__).info("running as uid=%s gid=%s", os.getuid(), os.getgid())
+    try:
+        sync = Sync(parse_endpoint(spec["src"]), parse_endpoint(spec["dst"]), IrodsAccount(**spec["irods"]),
+                    threads=spec.get("threads", 4), timeout=spec.get("timeout", 0),
+                    timeout_noprogress=spec.get("timeout_noprogress", 0),
+                    report=lambda p: emit({"event": "progress", "progress": p.as_dict()}),
+                    report_interval=spec.get("report_interval", 10), cancel=cancel)
+        progress = sync.run()
+    except StagerError as exc:
+        kind = ("user" if isinstance(exc, UserError) else "timeout" if isinstance(exc, TransferTimeout)
+                else "cancelled" if isinstance(exc, Cancelled) else "transient")
+        emit({"event": "error", "kind": kind, "message": str(exc)})
+        return 1
+    emit({"event": "done", "progress": progress.as_dict()})
+    return 0
+
+
+def group_names(gids: list[int]) -> list[str]:
+    return [grp.getgrgid(g).gr_name for g in gids]
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

@@ -1,0 +1,58 @@
+"""Stager settings: defaults, overridden by ``SDP_STAGER_*`` environment variables or a dict.
+
+``threads``            files transferred in parallel (each thread its own iRODS session)
+``report_interval``    seconds between progress reports
+``admins``             e-mail addresses put in CC of failure alerts (and To: when the user gave none)
+``from_email``         sender of notifications
+``dac_collections``    project number -> DAC collection (the data streamer's static map)
+``streamer_timeouts``  modality -> [timeout, timeout_noprogress]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, replace
+
+DEFAULT_DAC = {
+    "3010000.01": "/nl.ru.donders/dccn/DAC_3010000.01",
+    "3055000.01": "/nl.ru.donders/dccn/DAC_3055000.01",
+}
+DEFAULT_STREAMER_TIMEOUTS = {"MRI": [10800, 600], "MEG": [3600, 1800], "OPM": [1800, 600]}
+
+
+@dataclass(frozen=True)
+class StagerSettings:
+    threads: int = 4
+    report_interval: float = 10.0
+    admins: tuple[str, ...] = ("stager-admin@localhost",)
+    from_email: str = "data-stager@localhost"
+    dac_collections: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DAC))
+    streamer_timeouts: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_STREAMER_TIMEOUTS))
+
+
+def _coerce(name: str, value):
+    if name == "threads":
+        return max(1, int(value))
+    if name == "report_interval":
+        return float(value)
+    if name == "admins":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(value)
+    if name in ("dac_collections", "streamer_timeouts") and isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def load_settings(overrides: dict | None = None, environ=None) -> StagerSettings:
+    env = os.environ if environ is None else environ
+    values = {}
+    for f in fields(StagerSettings):
+        key = f"SDP_STAGER_{f.name.upper()}"
+        if key in env:
+            values[f.name] = _coerce(f.name, env[key])
+    for name, value in (overrides or {}).items():
+        if name in {f.name for f in fields(StagerSettings)}:
+            values[name] = _coerce(name, value)
+    return replace(StagerSettings(), **values)

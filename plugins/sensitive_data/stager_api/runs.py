@@ -1,0 +1,145 @@
+"""Jobs as DAG runs of ``data_stager_transfer``: the Airflow metadata side of the stager API.
+
+Everything that touches Airflow internals (DAG bag, DAG runs, task instances, XCom) is here,
+behind the small :class:`RunStore` interface that the HTTP layer uses.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+DAG_ID = "data_stager_transfer"
+STATES = ("scheduled", "pending", "active", "retry", "completed", "archived")
+
+
+@dataclass
+class JobRecord:
+    id: str
+    owner: str | None
+    state: str
+    attempts: int
+    conf: dict
+    progress: dict = field(default_factory=lambda: {"total": 0, "processed": 0, "failed": 0})
+    error: str | None = None
+    created: datetime | None = None
+    started: datetime | None = None
+    updated: datetime | None = None
+    finished: datetime | None = None
+
+
+def stager_state(run_state: str, tis: dict[str, str | None]) -> str:
+    """The stager's job state of a DAG run and the states of its tasks."""
+    if run_state == "success":
+        return "completed"
+    if run_state == "failed":
+        return "archived"
+    if run_state == "queued":
+        return "scheduled"
+    transfer, validate = tis.get("transfer"), tis.get("validate")
+    if transfer == "up_for_retry":
+        return "retry"
+    if "running" in (transfer, validate):
+        return "active"
+    return "pending"
+
+
+def _xcom_value(raw):
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+class AirflowRunStore:
+    """Jobs in Airflow's metadata database (used inside the API server)."""
+
+    def _dag(self, session):
+        from airflow.models.dagbag import DBDagBag
+
+        dag = DBDagBag().get_latest_version_of_dag(DAG_ID, session=session)
+        if dag is None:
+            raise LookupError(f"the DAG {DAG_ID} is not loaded")
+        return dag
+
+    def create(self, conf: dict, owner: str) -> str:
+        from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
+        from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+        run_id = f"stager__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
+        with create_session() as session:
+            dag = self._dag(session)
+            body = TriggerDAGRunPostBody(dag_run_id=run_id, conf=conf, logical_date=None)
+            params = body.validate_context(dag)
+            dag.create_dagrun(run_id=params["run_id"], logical_date=params["logical_date"],
+                              data_interval=params["data_interval"], run_after=params["run_after"],
+                              conf=params["conf"], run_type=DagRunType.MANUAL,
+                              triggered_by=DagRunTriggeredByType.REST_API, triggering_user_name=owner,
+                              state=DagRunState.QUEUED, session=session)
+        return run_id
+
+    def _record(self, session, run) -> JobRecord:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.xcom import XComModel
+        from sqlalchemy import select
+
+        tis = {ti.task_id: ti for ti in session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id))}
+        xcoms = {(x.task_id, x.key): _xcom_value(x.value) for x in session.scalars(
+            select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id,
+                                    XComModel.key.in_(("progress", "error", "return_value"))))}
+        transfer = tis.get("transfer")
+        progress = xcoms.get(("transfer", "progress")) or {}
+        if not progress and isinstance(xcoms.get(("transfer", "return_value")), dict):
+            progress = xcoms[("transfer", "return_value")]
+        error = xcoms.get(("transfer", "error")) or xcoms.get(("validate", "error"))
+        ends = [ti.end_date for ti in tis.values() if ti.end_date]
+        return JobRecord(
+            id=run.run_id, owner=run.triggering_user_name,
+            state=stager_state(str(run.state),
+                               {k: (str(v.state) if v.state else None) for k, v in tis.items()}),
+            attempts=(transfer.try_number if transfer and transfer.state else 0),
+            conf=dict(run.conf or {}),
+            progress={k: int(progress.get(k, 0)) for k in ("total", "processed", "failed")},
+            error=error, created=run.queued_at or run.run_after, started=run.start_date,
+            updated=max(ends) if ends else run.start_date, finished=run.end_date,
+        )
+
+    def list(self, owner: str | None) -> list[JobRecord]:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            q = select(DagRun).where(DagRun.dag_id == DAG_ID)
+            if owner is not None:
+                q = q.where(DagRun.triggering_user_name == owner)
+            return [self._record(session, run) for run in session.scalars(q.order_by(DagRun.id.desc()))]
+
+    def get(self, job_id: str) -> JobRecord | None:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == job_id))
+            return self._record(session, run) if run is not None else None
+
+    def cancel(self, job_id: str) -> None:
+        from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            set_dag_run_state_to_failed(dag=self._dag(session), run_id=job_id, commit=True, session=session)
+
+    def rerun(self, job_id: str) -> None:
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            self._dag(session).clear(run_id=job_id, task_ids=None, session=session)

@@ -1,0 +1,190 @@
+"""The data stager end to end: a real Airflow, the stager API on its API server, the iRODS, WebDAV
+and SMTP stand-ins, jobs submitted over REST and checked through the API, the repository and e-mail."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from include.stager.irods import IrodsAccount, IrodsClient
+
+ZONE = "nl.ru.donders"
+ME = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def make_files(root: Path, n: int) -> None:
+    for i in range(n):
+        p = root / f"d{i % 5}" / f"f {i:04d}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"file {i}\n")
+    (root / "empty dir").mkdir(parents=True, exist_ok=True)
+
+
+def job(src: str, dst: str, password: str = "alice-secret", **kw) -> dict:
+    return {"title": f"e2e {uuid.uuid4().hex[:6]}", "stagerUser": ME, "stagerUserEmail": "alice@example.org",
+            "drUser": "alice", "drPass": password, "srcURL": src, "dstURL": dst, **kw}
+
+
+def stager(airflow, method: str, path: str, **kw) -> httpx.Response:
+    return airflow.api(method, f"/stager/v1{path}", **kw)
+
+
+def wait_job(airflow, job_id: str, states=("completed", "archived"), timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = stager(airflow, "GET", f"/job/{job_id}").json()
+        if body["state"] in states:
+            return body
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} did not reach {states}: {body}")
+
+
+def mails(airflow) -> list[dict]:
+    return httpx.get(f"http://127.0.0.1:{airflow.vars['SDP_SMTP_HTTP_PORT']}/messages").json()
+
+
+def wait_mail(airflow, subject: str, timeout: float = 90) -> dict:
+    """DAG callbacks run in the dag-processor, a little after the run ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in mails(airflow) if m["subject"] == subject]
+        if found:
+            return found[0]
+        time.sleep(1)
+    raise AssertionError(f"no mail {subject!r}; got {[m['subject'] for m in mails(airflow)]}")
+
+
+def irods(airflow, user="alice", password="alice-secret") -> IrodsClient:
+    return IrodsClient(IrodsAccount("127.0.0.1", int(airflow.vars["SDP_IRODS_PORT"]), ZONE, user, password))
+
+
+@pytest.fixture(scope="module")
+def ready(airflow):
+    airflow.wait_for_dags(["data_stager_transfer", "data_stager_streamer"])
+    airflow.unpause("data_stager_transfer")
+    airflow.unpause("data_stager_streamer")
+    assert stager(airflow, "GET", "/ping").json() == "pong"
+    return airflow
+
+
+def test_api_needs_airflow_authentication(ready):
+    assert httpx.get(f"{ready.base_url}/stager/v1/jobs").status_code in (401, 403)
+    bad = httpx.get(f"{ready.base_url}/stager/v1/jobs", headers={"Authorization": "Bearer not-a-jwt"})
+    assert bad.status_code in (401, 403)
+
+
+def test_upload_via_the_api_then_rerun_skips_everything(ready, tmp_path):
+    make_files(tmp_path / "src", 40)
+    coll = f"/{ZONE}/home/alice/e2e-{uuid.uuid4().hex[:8]}"
+    doc = job(str(tmp_path / "src"), f"irods:{coll}")
+    r = stager(ready, "POST", "/job", json=doc)
+    assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    run = ready.api("GET", f"/api/v2/dags/data_stager_transfer/dagRuns/{job_id}").json()
+    assert "alice-secret" not in str(run) and run["conf"]["drPass"]  # only ciphertext in the metadata DB
+
+    done = wait_job(ready, job_id)
+    assert done["state"] == "completed", done
+    assert done["progress"] == {"total": 40, "processed": 40, "failed": 0}
+    assert done["attempts"] == 1 and "drPass" not in done["data"]
+    with irods(ready) as c:
+        colls, files = c.walk(coll)
+    assert len(files) == 40 and "empty dir" in colls
+    assert wait_mail(ready, f"[OK] {doc['title']} completed")["to"] == "alice@example.org"
+
+    assert stager(ready, "PUT", f"/job/scheduled/{job_id}").status_code == 200
+    again = wait_job(ready, job_id)
+    assert again["state"] == "completed"
+    result = ready.xcom("data_stager_transfer", job_id, "transfer")
+    assert result["skipped"] == 40
+    listed = stager(ready, "GET", "/jobs/completed").json()["jobs"]
+    assert job_id in [j["id"] for j in listed]
+
+
+def test_download_via_rest_conf_with_an_encrypted_password(ready, tmp_path):
+    from include.stager.credentials import encrypt_password, load_private_key
+
+    coll = f"/{ZONE}/home/alice/e2e-{uuid.uuid4().hex[:8]}"
+    make_files(tmp_path / "src", 5)
+    with irods(ready) as c:
+        c.mkdirs(coll)
+        for p in (tmp_path / "src").rglob("*.txt"):
+            rel = p.relative_to(tmp_path / "src").as_posix()
+            c.mkdirs(f"{coll}/{rel.rsplit('/', 1)[0]}")
+            c.put(str(p), f"{coll}/{rel}", lambda n: None)
+    key = load_private_key((Path(ready.vars["SDP_LOCAL"]) / "stager/keys/stager.pem").read_bytes())
+    conf = job(f"i:{coll}", str(tmp_path / "down"), encrypt_password("alice-secret", key))
+    result = ready.run("data_stager_transfer", conf=conf, timeout=240)
+    assert result.state == "success", result
+    assert sorted(p.name for p in (tmp_path / "down").rglob("*.txt")) == sorted(
+        p.name for p in (tmp_path / "src").rglob("*.txt"))
+    assert "progress: total=5" in result.log("transfer")
+
+
+def test_plaintext_drpass_in_rest_conf_is_refused_and_alerted(ready, tmp_path):
+    (tmp_path / "f").write_text("x")
+    conf = job(str(tmp_path), f"irods:/{ZONE}/home/alice/never")
+    result = ready.run("data_stager_transfer", conf=conf, timeout=240)
+    assert result.state == "failed"
+    assert result.tasks["validate"] == "failed" and result.tasks["transfer"] == "upstream_failed"
+    assert result.try_numbers.get("validate", 1) == 1
+    assert "drPass must be RSA-encrypted" in result.log("validate")
+    alert = wait_mail(ready, f"[ALERT] {conf['title']} failed")
+    assert alert["to"] == "alice@example.org" and "stager-admin@localhost" in alert["cc"]
+    raw = httpx.get(f"http://127.0.0.1:{ready.vars['SDP_SMTP_HTTP_PORT']}/messages/{alert['id']}").text
+    import email as _email
+    import email.policy
+
+    body = _email.message_from_string(raw, policy=email.policy.default).get_body(("html",)).get_content()
+    assert "drPass must be RSA-encrypted" in body and "alice-secret" not in body
+
+
+def test_a_wrong_credential_is_rejected_at_submission(ready, tmp_path):
+    r = stager(ready, "POST", "/job", json=job(str(tmp_path), f"irods:/{ZONE}/home/alice/x", "wrong"))
+    assert r.status_code == 400 and "HTTP 401" in r.json()["detail"]
+    r = stager(ready, "POST", "/jobs", json={"jobs": [job(str(tmp_path), f"irods:/{ZONE}/home/alice/x"),
+                                                      job(str(tmp_path), f"irods:/{ZONE}/home/alice/y",
+                                                          "wrong")]})
+    assert r.status_code == 207, r.text
+
+
+def test_cancel_a_running_job(ready, tmp_path):
+    make_files(tmp_path / "src", 1500)
+    r = stager(ready, "POST", "/job", json=job(str(tmp_path / "src"), f"irods:/{ZONE}/home/alice/e2e-cancel-"
+                                               + uuid.uuid4().hex[:6]))
+    job_id = r.json()["id"]
+    wait_job(ready, job_id, states=("active",), timeout=120)
+    deadline = time.monotonic() + 60
+    while (stager(ready, "GET", f"/job/{job_id}").json()["progress"]["total"] == 0
+           and time.monotonic() < deadline):
+        time.sleep(0.3)
+    r = stager(ready, "DELETE", f"/job/{job_id}")
+    assert r.status_code == 200, r.text
+    done = wait_job(ready, job_id)
+    assert done["state"] == "archived"
+    assert done["progress"]["processed"] < 1500
+
+
+def test_streamer_puts_raw_data_into_the_dac_collection(ready, tmp_path):
+    session = f"sub-{uuid.uuid4().hex[:6]}"
+    src = tmp_path / "project" / "3010000.01" / "raw" / session
+    make_files(src, 3)
+    result = ready.run("data_stager_streamer", conf={"projectId": "3010000.01", "srcPath": str(src),
+                                                    "modality": "MEG"}, timeout=120)
+    assert result.state == "success", result
+    doc = result.xcom("resolve")
+    assert doc["dstURL"] == f"irods:/{ZONE}/dccn/DAC_3010000.01/raw/{session}"
+    assert (doc["timeout"], doc["timeout_noprogress"]) == (3600, 1800)
+    runs = ready.api("GET", "/api/v2/dags/data_stager_transfer/dagRuns",
+                     params={"order_by": "-start_date", "limit": 20}).json()["dag_runs"]
+    run_id = next(r["dag_run_id"] for r in runs if r["conf"].get("srcURL") == str(src))
+    final = ready.wait("data_stager_transfer", run_id, timeout=240)
+    assert final.state == "success", final
+    with irods(ready, "stager-streamer", "streamer-secret") as c:
+        assert len(c.walk(f"/{ZONE}/dccn/DAC_3010000.01/raw/{session}")[1]) == 3

@@ -33,7 +33,9 @@ with DAG(
                             description="POSIX user the transfer runs as (the submitter)."),
         "stagerUserEmail": Param("", type="string", description="Where the outcome is e-mailed."),
         "drUser": Param(type="string", minLength=1, description="Data repository (iRODS) user."),
-        "drPass": Param(type="string", minLength=1,
+        # The shape of base64 RSA ciphertext (>= 1024-bit key): a plaintext password is refused by
+        # the REST API with 400 before the run (and its conf) is stored.
+        "drPass": Param(type="string", minLength=172, pattern=r"^[A-Za-z0-9+/]+={0,2}$",
                         description="Repository password, RSA-encrypted with the stager key, base64."),
         "srcURL": Param(type="string", minLength=1,
                         description="Source: /posix/path or irods:/<zone>/collection."),

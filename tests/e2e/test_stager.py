@@ -3,6 +3,8 @@ and SMTP stand-ins, jobs submitted over REST and checked through the API, the re
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pwd
 import time
@@ -127,9 +129,22 @@ def test_download_via_rest_conf_with_an_encrypted_password(ready, tmp_path):
     assert "progress: total=5" in result.log("transfer")
 
 
-def test_plaintext_drpass_in_rest_conf_is_refused_and_alerted(ready, tmp_path):
+def test_plaintext_drpass_in_rest_conf_is_refused_before_it_is_stored(ready, tmp_path):
+    (tmp_path / "f").write_text("x")
+    conf = job(str(tmp_path), f"irods:/{ZONE}/home/alice/never")  # plaintext drPass
+    resp = ready.trigger("data_stager_transfer", conf)
+    assert resp.status_code == 400, resp.text
+    assert "drPass" in resp.text  # (the 400 echoes the caller's own input back to the caller only)
+    api_log = (ready.home / "logs" / "stack" / "airflow-api-server.log").read_text(errors="replace")
+    assert "alice-secret" not in api_log
+    runs = ready.api("GET", "/api/v2/dags/data_stager_transfer/dagRuns", params={"limit": 1000}).json()
+    assert "alice-secret" not in json.dumps(runs)
+
+
+def test_undecryptable_drpass_in_rest_conf_fails_without_retry_and_alerts(ready, tmp_path):
     (tmp_path / "f").write_text("x")
     conf = job(str(tmp_path), f"irods:/{ZONE}/home/alice/never")
+    conf["drPass"] = base64.b64encode(os.urandom(256)).decode()  # ciphertext-shaped, not ours
     result = ready.run("data_stager_transfer", conf=conf, timeout=240)
     assert result.state == "failed"
     assert result.tasks["validate"] == "failed" and result.tasks["transfer"] == "upstream_failed"
@@ -142,7 +157,7 @@ def test_plaintext_drpass_in_rest_conf_is_refused_and_alerted(ready, tmp_path):
     import email.policy
 
     body = _email.message_from_string(raw, policy=email.policy.default).get_body(("html",)).get_content()
-    assert "drPass must be RSA-encrypted" in body and "alice-secret" not in body
+    assert "drPass must be RSA-encrypted" in body
 
 
 def test_a_wrong_credential_is_rejected_at_submission(ready, tmp_path):

@@ -190,7 +190,6 @@ def test_upload_replaces_an_existing_object(tmp_path, alice, coll, client):
     assert (got / "f").read_bytes() == b"2" * 20
 
 
-@pytest.mark.skipif(os.environ.get("LARGE") != "1", reason="the 500 MB / 2,000-file case runs with LARGE=1")
 def test_large_500mb_and_2000_files_both_ways(tmp_path, alice, coll):
     files = make_tree(tmp_path / "src", small_files=2000, big_mb=500)
     up = sync(str(tmp_path / "src"), f"irods:{coll}", alice, threads=4)

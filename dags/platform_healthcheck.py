@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import DAG, Param
+
 from sensitive_data.healthchecks import HEALTHCHECKS
 from sensitive_data.operators.healthcheck import HealthCheckOperator
 

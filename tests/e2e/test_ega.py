@@ -28,6 +28,15 @@ def _local(stack) -> Path:
     return Path(stack.vars["SDP_LOCAL"])
 
 
+@pytest.fixture(autouse=True)
+def _pause_ega_dags(airflow):
+    """Several stacks share one RabbitMQ and its queue names: leave no EGA DAG running here that
+    could drain the messages meant for another stack's tests."""
+    yield
+    for dag_id in ("ega_ingest", "ega_ingest_events"):
+        airflow.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+
+
 @pytest.fixture
 def lega(airflow):
     """Keys, an inbox user unique to the test, and helpers to upload and ask CEGA."""
@@ -87,9 +96,7 @@ def lega(airflow):
 
 def test_ingest_one_file_from_the_ui_dag(airflow, lega):
     lega.upload("ui/sample.c4gh", b"ACGT" * 50000)
-    result = airflow.run(
-        "ega_ingest_file", conf={"user": lega.user, "filepath": "ui/sample.c4gh"}, timeout=300
-    )
+    result = airflow.run("ega_ingest_file", conf={"user": lega.user, "filepath": "ui/sample.c4gh"}, timeout=300)
     assert result.state == "success", result.log("verify")
     assert {result.tasks[t] for t in ("register", "ingest", "verify", "accession")} == {"success"}
     completed = lega.wait_for("files.completed", "ui/sample.c4gh", timeout=30)
@@ -101,9 +108,7 @@ def test_ingest_one_file_from_the_ui_dag(airflow, lega):
 
 def test_user_error_fails_the_task_and_tells_cega(airflow, lega):
     lega.upload("bad/plain.txt", b"not encrypted at all", encrypt=False)
-    result = airflow.run(
-        "ega_ingest_file", conf={"user": lega.user, "filepath": "bad/plain.txt"}, timeout=300
-    )
+    result = airflow.run("ega_ingest_file", conf={"user": lega.user, "filepath": "bad/plain.txt"}, timeout=300)
     assert result.state == "failed"
     assert result.tasks["ingest"] == "failed"
     assert result.tasks["verify"] in ("upstream_failed", "skipped")
@@ -148,9 +153,7 @@ def test_invalid_message_goes_to_the_dead_letter_queue(airflow, lega):
         ) as db,
         db.cursor() as cur,
     ):
-        cur.execute(
-            "SELECT message FROM file_events WHERE event = 'rejected' AND correlation_id = %s", (cid,)
-        )
+        cur.execute("SELECT message FROM file_events WHERE event = 'rejected' AND correlation_id = %s", (cid,))
         [(record,)] = cur.fetchall()
     assert "not JSON" in record["reason"] and marker in record["body"]
     conn = pika.BlockingConnection(

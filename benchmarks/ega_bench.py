@@ -1,0 +1,204 @@
+"""EGA ingestion benchmarks: ratios against baselines measured in the same run.
+
+Rows ``{name, value, unit, baseline, ratio}``:
+
+* ``ingest_wall``: split a Crypt4GH file into header and archived body (the archive's atomic
+  writer), computing sha256 of the whole file and of the body, in a child process, seconds;
+  baseline: ``cp`` of the same file (which does not fsync either). Target ratio <= 1.3.
+  ``ingest_fsync_wall``: the same with the archive's fsync before the rename (production).
+* ``verify_wall``: decrypt the archived body with the archive key, computing sha256 and md5 of
+  the plaintext, in a child process, seconds; baseline: ``crypt4gh decrypt < FILE > /dev/null``.
+  Target ratio <= 1.5.
+* ``ingest_peak_rss`` / ``verify_peak_rss``: peak RSS of those children (wait4), MB; baseline: the
+  150 MB budget. ``*_peak_rss_small``: the same for a 16 MB file (baseline: the large file's), to
+  show that memory does not grow with size (ratio about 1.0).
+
+The file is ``BENCH_SIZE_MB`` (default 1024) MB of random bytes, encrypted by the crypt4gh CLI.
+The page cache is warmed before each timing, for ours and the baseline alike.
+
+    python -m benchmarks.ega_bench [--size-mb N] [--workdir DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RSS_BUDGET_MB = 150.0
+PASSPHRASE = "bench"  # noqa: S105 - a throw-away key of the benchmark
+CRYPT4GH = str(Path(sys.executable).parent / "crypt4gh")
+
+
+def _timed_child(argv: list[str], **kwargs) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of a child process (its own RSS, via wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, **kwargs)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{argv[:3]} failed with {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def _warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(8 << 20):
+            pass
+
+
+def make_input(work: Path, size_mb: int, name: str) -> tuple[Path, Path, Path]:
+    """A random plaintext encrypted by the CLI for the node key; returns (encrypted, node sk, plain)."""
+    from crypt4gh.keys import c4gh
+
+    keys = work / "keys"
+    if not (keys / "node.sec").exists():
+        keys.mkdir(parents=True, exist_ok=True)
+        for who in ("node", "user"):
+            c4gh.generate(
+                str(keys / f"{who}.sec"),
+                str(keys / f"{who}.pub"),
+                passphrase=PASSPHRASE.encode(),
+                comment=who.encode(),
+            )
+    plain = work / f"{name}.bin"
+    with open(plain, "wb") as f:
+        block = os.urandom(8 << 20)
+        left = size_mb << 20
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+    enc = work / f"{name}.c4gh"
+    env = {**os.environ, "C4GH_PASSPHRASE": PASSPHRASE}
+    with open(plain, "rb") as fin, open(enc, "wb") as fout:
+        subprocess.run(
+            [CRYPT4GH, "encrypt", "--sk", str(keys / "user.sec"), "--recipient_pk", str(keys / "node.pub")],
+            stdin=fin,
+            stdout=fout,
+            env=env,
+            check=True,
+        )
+    plain.unlink()
+    return enc, keys / "node.sec", plain
+
+
+def child(argv: list[str]) -> None:
+    """The measured work, in a process of its own: ``ingest SRC ARCHIVE_DIR`` or ``verify HEADER BODY SK``."""
+    sys.path[:0] = [str(ROOT)]
+    from include.ega import c4gh
+    from include.ega.storage import PosixArchive
+
+    if argv[0] == "ingest":
+        src, archive_dir, fsync = argv[1], argv[2], argv[3] == "fsync"
+        with open(src, "rb", buffering=0) as f, PosixArchive(archive_dir, fsync=fsync).writer("body") as out:
+            res = c4gh.split(f, out)
+        Path(archive_dir, "header").write_bytes(res.header)
+        print(json.dumps({"size": res.body_size, "sha256": res.file_sha256}))
+    elif argv[0] == "verify":
+        header, body, sk_path = argv[1], argv[2], argv[3]
+        sk = c4gh.load_private_key(Path(sk_path).read_text(), PASSPHRASE)
+        keys = c4gh.session_keys(Path(header).read_bytes(), [sk])
+        with open(body, "rb", buffering=0) as f:
+            res = c4gh.decrypt_body(f, keys)
+        print(json.dumps({"size": res.size, "sha256": res.sha256, "md5": res.md5}))
+
+
+def bench(enc: Path, sk: Path, work: Path) -> dict[str, float]:
+    py = [sys.executable, "-m", "benchmarks.ega_bench", "--child"]
+    archive = work / "archive"
+    shutil.rmtree(archive, ignore_errors=True)
+    archive.mkdir()
+    _warm(enc)
+    start = time.perf_counter()
+    subprocess.run(["cp", str(enc), str(work / "copy.c4gh")], check=True)
+    cp = time.perf_counter() - start
+    (work / "copy.c4gh").unlink()
+    _warm(enc)
+    ingest, ingest_rss, _ = _timed_child(py + ["ingest", str(enc), str(archive), "nofsync"], cwd=ROOT)
+    _warm(enc)
+    ingest_fsync, _, _ = _timed_child(py + ["ingest", str(enc), str(archive), "fsync"], cwd=ROOT)
+    env = {**os.environ, "C4GH_PASSPHRASE": PASSPHRASE}
+    _warm(enc)
+    start = time.perf_counter()
+    with open(enc, "rb") as fin, open(os.devnull, "wb") as fout:
+        subprocess.run([CRYPT4GH, "decrypt", "--sk", str(sk)], stdin=fin, stdout=fout, env=env, check=True)
+    bare = time.perf_counter() - start
+    _warm(archive / "body")
+    verify, verify_rss, _ = _timed_child(
+        py + ["verify", str(archive / "header"), str(archive / "body"), str(sk)], cwd=ROOT
+    )
+    shutil.rmtree(archive, ignore_errors=True)
+    return {
+        "cp": cp,
+        "ingest": ingest,
+        "ingest_fsync": ingest_fsync,
+        "ingest_rss": ingest_rss,
+        "bare": bare,
+        "verify": verify,
+        "verify_rss": verify_rss,
+    }
+
+
+def row(name: str, value: float, unit: str, baseline: float) -> dict:
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": round(baseline, 3),
+        "ratio": round(value / baseline, 3) if baseline else None,
+    }
+
+
+def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
+    size_mb = int(size_mb or os.environ.get("BENCH_SIZE_MB", 1024))
+    work = Path(tempfile.mkdtemp(prefix="ega-bench-", dir=workdir))
+    rows: list[dict] = []
+    try:
+        enc, sk, _ = make_input(work, size_mb, "large")
+        big = bench(enc, sk, work)
+        enc.unlink()
+        small_enc, _, _ = make_input(work, 16, "small")
+        small = bench(small_enc, sk, work)
+        rows.append(row("ingest_wall", big["ingest"], "s", big["cp"]))
+        rows.append(row("ingest_fsync_wall", big["ingest_fsync"], "s", big["cp"]))
+        rows.append(row("verify_wall", big["verify"], "s", big["bare"]))
+        rows.append(row("ingest_peak_rss", big["ingest_rss"], "MB", RSS_BUDGET_MB))
+        rows.append(row("verify_peak_rss", big["verify_rss"], "MB", RSS_BUDGET_MB))
+        rows.append(row("ingest_peak_rss_small", small["ingest_rss"], "MB", big["ingest_rss"]))
+        rows.append(row("verify_peak_rss_small", small["verify_rss"], "MB", big["verify_rss"]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        child(argv[1:])
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size-mb", type=int, default=None, help="file size (default: $BENCH_SIZE_MB or 1024)")
+    p.add_argument("--workdir", default=None, help="where the temporary files go (default: system temp)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = p.parse_args(argv)
+    rows = run(args.size_mb, args.workdir)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'name':28} {'value':>10} {'unit':5} {'baseline':>10} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['name']:28} {r['value']:>10} {r['unit']:5} {r['baseline']:>10} {r['ratio']:>7}")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,6 +70,18 @@ class RunResult:
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         return self.stack.xcom(self.dag_id, self.run_id, task_id, key, map_index)
 
+    def explain(self) -> str:
+        """The error lines of every failed task, for assertion messages and the demo."""
+        out = []
+        for key, state in sorted(self.tasks.items()):
+            if state != "failed":
+                continue
+            task_id, _, index = key.partition("[")
+            log = self.log(task_id, int(index.rstrip("]")) if index else -1)
+            errors = [line for line in log.splitlines() if line.startswith(("error", "critical"))]
+            out.append(f"{key}: " + (errors[-1][:1500] if errors else log[-1500:]))
+        return "\n".join(out)
+
     def __repr__(self) -> str:
         return f"RunResult({self.dag_id}/{self.run_id}: {self.state}, tasks={self.tasks})"
 
@@ -203,6 +215,11 @@ class AirflowStack:
                     SERVICES[name], variables=self.vars, local=self.local, log_dir=logs, cwd=ROOT,
                     pid_dir=self.pid_dir,
                 ))
+            from devstack.registry import BOOTSTRAP  # noqa: PLC0415
+
+            fmt = {**self.vars, "local": str(self.local), "python": sys.executable}
+            for what, argv in BOOTSTRAP:
+                self._run([part.format(**fmt) for part in argv], what)
             self._run([AIRFLOW, "db", "migrate"], "airflow db migrate")
             self.apply_settings()
             components = [("api-server", [AIRFLOW, "api-server", "--port", str(self.port), "--host", "127.0.0.1"]),

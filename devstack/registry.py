@@ -140,3 +140,12 @@ register(
         extra_vars={"SDP_SMTP_HTTP_PORT": 8025},
     )
 )
+
+
+# One-off preparation of the stack's local data, run (idempotently) after the stand-ins start and
+# before Airflow does. Commands are formatted like argv. The EGA node's key pair is made by the
+# project's own key tool, run as a program (devstack imports nothing from include/).
+BOOTSTRAP: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("EGA inbox and archive directories", ("mkdir", "-p", "{local}/lega/inbox", "{local}/lega/archive")),
+    ("EGA node Crypt4GH key pair", ("{python}", "-m", "include.ega.keygen", "{local}/lega/keys")),
+)

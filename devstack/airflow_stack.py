@@ -52,6 +52,28 @@ def drop_pg_database(name: str) -> None:
     conn.close()
 
 
+def delete_amqp_names(names: Mapping[str, str]) -> None:
+    """Delete per-stack queues and exchanges (``SDP_*_QUEUE`` / ``SDP_*_EXCHANGE``) from the local RabbitMQ."""
+    if not names:
+        return
+    import pika  # noqa: PLC0415
+
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672, connection_attempts=1))
+    except Exception as exc:  # noqa: BLE001 - best effort at teardown, said plainly
+        print(f"warning: could not clean up RabbitMQ names: {exc}", file=sys.stderr)
+        return
+    try:
+        ch = conn.channel()
+        for var, name in names.items():
+            if var.endswith("_QUEUE"):
+                ch.queue_delete(name)
+            else:
+                ch.exchange_delete(name)
+    finally:
+        conn.close()
+
+
 @dataclass
 class RunResult:
     """The end of a DAG run as the REST API reports it."""
@@ -259,6 +281,14 @@ class AirflowStack:
         if self.pid_dir is not None:
             for pid_file in self.pid_dir.glob("*.pid"):
                 pid_file.unlink(missing_ok=True)
+        if not self.fixed_ports:  # the per-stack queues and databases the stand-ins' names gave the pipelines
+            delete_amqp_names({v: n for v, n in self.vars.items() if v.endswith(("_QUEUE", "_EXCHANGE"))})
+            for var, name in self.vars.items():
+                if var.endswith("_DB") and name != "sqlite":
+                    try:
+                        drop_pg_database(name)
+                    except Exception as exc:  # noqa: BLE001 - best effort at teardown, said plainly
+                        print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
         if self.drop_database and self.database != "sqlite":
             try:
                 drop_pg_database(self.database)

@@ -148,6 +148,9 @@ def service_vars(names: Iterable[str], *, fixed_ports: bool) -> dict[str, str]:
             pairs[svc.port_var] = svc.default_port or 0
         for var, default in pairs.items():
             out[var] = str(default if fixed_ports and default else free_port())
+        suffix = "" if fixed_ports else f"_{os.getpid()}_{free_port()}"
+        for var, default_name in svc.names.items():
+            out[var] = default_name + suffix
     return out
 
 

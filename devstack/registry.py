@@ -24,6 +24,10 @@ class Service:
     ready_file: str | None = None
     needs: tuple[str, ...] = ()  # names of stand-ins that must be up first
     extra_vars: dict[str, int] = field(default_factory=dict)  # more SDP_* ports it owns
+    # SDP_* names (queues, exchanges) it shares with the pipelines: the defaults on the local stack,
+    # made unique per stack in tests so that stacks sharing one broker do not take each other's messages;
+    # a name ending in _DB is a PostgreSQL database, dropped when such a test stack stops
+    names: dict[str, str] = field(default_factory=dict)
 
 
 SERVICES: dict[str, Service] = {}
@@ -52,9 +56,14 @@ register(
         name="cega",
         argv=("{python}", "-m", "devstack.cega", "--port", "{SDP_CEGA_PORT}", "--state-dir", "{state}",
               "--broker-url", "amqp://guest:guest@127.0.0.1:5672/%2F",
+              "--exchange", "{SDP_LEGA_EXCHANGE}", "--files-queue", "{SDP_LEGA_FILES_QUEUE}",
+              "--accession-queue", "{SDP_LEGA_ACCESSION_QUEUE}",
               "--inbox-dir", "{local}/lega/inbox"),
         port_var="SDP_CEGA_PORT",
         default_port=8091,
+        names={"SDP_LEGA_EXCHANGE": "cega", "SDP_LEGA_FILES_QUEUE": "files",
+               "SDP_LEGA_ACCESSION_QUEUE": "stableIDs", "SDP_LEGA_DEAD_LETTER_QUEUE": "dead_letters",
+               "SDP_LEGA_DB": "lega"},
     )
 )
 

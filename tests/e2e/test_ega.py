@@ -139,7 +139,7 @@ def test_scheduled_dag_drains_triggers_in_mapped_batches(airflow, lega):
 
 def test_invalid_message_goes_to_the_dead_letter_queue(airflow, lega):
     marker = f"garbage-{uuid.uuid4().hex}"
-    cid = lega.publish("files", f"{{not json {marker}")
+    cid = lega.publish(airflow.vars["SDP_LEGA_FILES_QUEUE"], f"{{not json {marker}")
     result = airflow.run("ega_ingest", conf={"max_messages": 100, "batch_size": 10}, timeout=300)
     assert result.state == "success"
     # whichever run drained it (this one, a scheduled or an event-driven one), it is recorded
@@ -149,7 +149,7 @@ def test_invalid_message_goes_to_the_dead_letter_queue(airflow, lega):
             host="127.0.0.1",
             port=int(airflow.vars.get("SDP_POSTGRES_PORT", 5432)),
             user="postgres",
-            dbname="lega",
+            dbname=airflow.vars["SDP_LEGA_DB"],
         ) as db,
         db.cursor() as cur,
     ):
@@ -163,7 +163,7 @@ def test_invalid_message_goes_to_the_dead_letter_queue(airflow, lega):
         ch = conn.channel()
         found = None
         for _ in range(10000):
-            method, props, body = ch.basic_get("dead_letters", auto_ack=False)
+            method, props, body = ch.basic_get(airflow.vars["SDP_LEGA_DEAD_LETTER_QUEUE"], auto_ack=False)
             if method is None:
                 break
             if props.correlation_id == cid:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
+
+import httpx
 
 from devstack.airflow_stack import AirflowStack, RunResult
 from devstack.procs import StackError
 from devstack.stack import print_access, up
 
 DemoStep = Callable[[AirflowStack], bool]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def print_run(title: str, result: RunResult) -> None:
@@ -28,12 +36,107 @@ def healthcheck(stack: AirflowStack) -> bool:
     return result.state == "success"
 
 
-STEPS: list[tuple[str, DemoStep]] = [("platform health check", healthcheck)]
+DEMO = ROOT / ".local" / "demo"
+CRYPT4GH = str(Path(sys.executable).with_name("crypt4gh"))
+CRYPT4GH_KEYGEN = str(Path(sys.executable).with_name("crypt4gh-keygen"))
+
+
+def _wait(what: str, check, timeout: float = 180, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise StackError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def ega(stack: AirflowStack) -> bool:
+    """Encrypt sample files with the crypt4gh CLI for the node's key, have Central EGA (the
+    stand-in) ask for them, let the pipeline take them to ready, print status and accession."""
+    local = Path(stack.vars["SDP_LOCAL"])
+    node_pk = local / "lega" / "keys" / "lega.pub"
+    user = "demo-submitter"
+    work = DEMO / "ega"
+    work.mkdir(parents=True, exist_ok=True)
+    sender_sk, sender_pk = work / "submitter.sec", work / "submitter.pub"
+    if not sender_sk.exists():
+        subprocess.run([CRYPT4GH_KEYGEN, "--sk", str(sender_sk), "--pk", str(sender_pk), "--nocrypt", "-f"],
+                       check=True, capture_output=True)
+    run_tag = time.strftime("%Y%m%dT%H%M%S")
+    samples = {f"{run_tag}/reads-{i}.txt.c4gh": os.urandom(64 * 1024 * i + 17) for i in range(3)}
+    inbox = local / "lega" / "inbox" / user
+    for filepath, plaintext in samples.items():
+        target = inbox / filepath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            subprocess.run([CRYPT4GH, "encrypt", "--sk", str(sender_sk), "--recipient_pk", str(node_pk)],
+                           input=plaintext, stdout=out, check=True)
+    cega = f"http://127.0.0.1:{stack.vars['SDP_CEGA_PORT']}"
+    print(f"\n== EGA ingestion: {len(samples)} files encrypted with the crypt4gh CLI into {inbox}")
+    for filepath in samples:
+        httpx.post(f"{cega}/trigger", json={"user": user, "filepath": filepath}, timeout=30).raise_for_status()
+    print("   Central EGA (stand-in) sent one ingest message per file; running ega_ingest through the REST API")
+    result = stack.run("ega_ingest", timeout=600)
+    print_run("EGA ingestion", result)
+
+    def completed():
+        done = httpx.get(f"{cega}/messages", params={"routing_key": "files.completed", "user": user},
+                         timeout=30).json()
+        paths = {m["body"]["filepath"] for m in done if isinstance(m.get("body"), dict)}
+        return paths >= set(samples)
+
+    try:
+        _wait("files.completed for every sample", completed, timeout=300)
+    except StackError as exc:
+        print(f"   {exc}")
+    import psycopg2  # noqa: PLC0415
+
+    dbname = stack.vars.get("SDP_LEGA_DB", "lega")
+    with psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=dbname) as db, db.cursor() as cur:
+        cur.execute("SELECT filepath, status, accession_id FROM files WHERE submission_user = %s "
+                    "AND filepath LIKE %s ORDER BY filepath", (user, f"{run_tag}/%"))
+        rows = cur.fetchall()
+    print(f"   {'file':<34} {'status':<10} accession")
+    for filepath, status, accession in rows:
+        print(f"   {filepath:<34} {status:<10} {accession or '-'}")
+    return len(rows) == len(samples) and all(status == "ready" for _, status, _ in rows)
+
+
+def stager(stack: AirflowStack) -> bool:
+    """Submit a transfer job through the stager API (POSIX -> iRODS) and follow it to the end."""
+    src = DEMO / "stager" / "session-01"
+    for i in range(20):
+        path = src / f"run-{i % 4}" / f"scan {i:02d}.dat"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_bytes(os.urandom(32 * 1024))
+    (src / "notes").mkdir(exist_ok=True)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    collection = f"irods:/nl.ru.donders/home/alice/demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    job = {"title": "demo: MRI session 01", "stagerUser": me, "stagerUserEmail": "alice@example.org",
+           "drUser": "alice", "drPass": "alice-secret", "srcURL": str(src), "dstURL": collection}
+    print(f"\n== Data stager: POST /stager/v1/job  {src} -> {collection}")
+    resp = stack.api("POST", "/stager/v1/job", json=job)
+    if resp.status_code != 200:
+        print(f"   refused: {resp.status_code} {resp.text}")
+        return False
+    job_id = resp.json()["id"]
+    body = _wait(f"job {job_id}", lambda: (lambda b: b if b["state"] in ("completed", "archived") else None)(
+        stack.api("GET", f"/stager/v1/job/{job_id}").json()), timeout=300)
+    print(f"   job {job_id}: state={body['state']} attempts={body.get('attempts')} "
+          f"progress={body.get('progress')} error={body.get('last_error') or body.get('error') or '-'}")
+    return body["state"] == "completed"
+
+
+STEPS: list[tuple[str, DemoStep]] = [
+    ("platform health check", healthcheck),
+    ("EGA ingestion", ega),
+    ("data stager transfer", stager),
+]
 
 
 def main() -> int:
-    import os  # noqa: PLC0415
-
     port = int(os.environ.get("AIRFLOW_PORT", "8080"))
     database = "airflow_local" if os.environ.get("AIRFLOW_DB", "sqlite") == "postgres" else "sqlite"
     try:

@@ -1,0 +1,251 @@
+"""HPCS data preparation benchmarks: ratios against baselines measured in the same run.
+
+Rows ``{name, value, unit, baseline, ratio}``:
+
+* ``prepare_gzip_wall`` / ``prepare_none_wall``: our streaming prepare (tar, gzip or not, Crypt4GH,
+  sha512) in a child process, seconds; baseline: the shell pipeline
+  ``tar czf - DIR | crypt4gh encrypt --recipient_pk PK > OUT`` (``tar cf -`` without compression).
+  Target ratio <= 1.0.
+* ``prepare_peak_rss``: peak RSS of that child, MB; baseline: the 150 MB budget. Target ratio <= 1.0,
+  and flat: ``prepare_peak_rss_quarter`` is the same for a tree a quarter of the size.
+* ``ship_throughput``: MB/s of our resumable SFTP upload (the sftp provider's SFTPHook, paramiko);
+  baseline: a bare asyncssh ``put`` of the same file to the same server. Target ratio >= 0.9.
+
+The tree (``BENCH_SIZE_MB``, default 1024) is half one large file, half many small files; the
+content is half random (incompressible), half text-like.
+
+    python -m benchmarks.hpcs_bench [--size-mb N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CRYPT4GH = Path(sys.executable).with_name("crypt4gh")
+SMALL_FILE = 16 * 1024
+RSS_BUDGET_MB = 150.0
+
+
+def _chunk(rng: random.Random, size: int, words: list[bytes]) -> bytes:
+    """Half random bytes, half text-like lines."""
+    half = size // 2
+    text = bytearray()
+    while len(text) < size - half:
+        text += b" ".join(rng.choice(words) for _ in range(12)) + b"\n"
+    return rng.randbytes(half) + bytes(text[: size - half])
+
+
+def make_tree(top: Path, size_mb: int, seed: int = 7) -> Path:
+    rng = random.Random(seed)
+    words = [bytes(rng.choice(b"acgtn") for _ in range(rng.randint(3, 9))) for _ in range(500)]
+    total = size_mb * 1024 * 1024
+    top.mkdir(parents=True, exist_ok=True)
+    large = total // 2
+    with open(top / "large.bin", "wb") as f:
+        block = 4 * 1024 * 1024
+        left = large
+        while left > 0:
+            n = min(block, left)
+            f.write(_chunk(rng, n, words))
+            left -= n
+    n_small = max(1, (total - large) // SMALL_FILE)
+    per_dir = 500
+    for i in range(n_small):
+        d = top / "small" / f"d{i // per_dir:04d}"
+        if i % per_dir == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:06d}.txt").write_bytes(_chunk(rng, SMALL_FILE, words))
+    return top
+
+
+def _timed_child(argv: list[str], **kwargs) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of a child process (the RSS of that child alone, via wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, **kwargs)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed with exit {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+PREPARE = """
+import sys
+from include.hpcs.archive import prepare_archive, public_key_from_pem
+pk = public_key_from_pem(open(sys.argv[2], "rb").read())
+r = prepare_archive(sys.argv[1], sys.argv[3], pk, secret_name="bench", compression=sys.argv[4])
+print(r.size, r.sha512)
+"""
+
+
+def bench_prepare(tree: Path, work: Path, compression: str) -> tuple[float, float, float]:
+    """(our wall, our peak RSS MB, pipeline wall)."""
+    from include.hpcs.archive import KeyPair
+
+    keys = KeyPair.generate()
+    pk = work / "bench.pub"
+    pk.write_bytes(keys.public_pem())
+    out = work / f"out-{compression}"
+    out.mkdir(exist_ok=True)
+    subprocess.run(["sync"], check=False)
+    ours, rss = _timed_child(
+        [sys.executable, "-c", PREPARE, str(tree), str(pk), str(out), compression],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    tar = "tar czf -" if compression == "gzip" else "tar cf -"
+    pipeline = (
+        f"set -o pipefail; {tar} -C {tree.parent} {tree.name} | "
+        f"{CRYPT4GH} encrypt --recipient_pk {pk} > {work / 'pipeline.c4gh'}"
+    )
+    subprocess.run(["sync"], check=False)
+    base, _ = _timed_child(["bash", "-c", pipeline], stderr=subprocess.DEVNULL)
+    (work / "pipeline.c4gh").unlink(missing_ok=True)
+    return ours, rss, base
+
+
+def _start_sftp(work: Path) -> tuple[subprocess.Popen, int, Path]:
+    from devstack.procs import free_port, port_open
+
+    port = free_port()
+    state = work / "sftp-state"
+    (state / "root").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devstack.sftp",
+            "--port",
+            str(port),
+            "--root",
+            str(state / "root"),
+            "--state-dir",
+            str(state),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("SFTP server did not start")
+        time.sleep(0.1)
+    return proc, port, state
+
+
+def bench_ship(archive: Path, work: Path) -> tuple[float, float]:
+    """(our MB/s, bare asyncssh put MB/s) for ``archive`` against one SFTP server."""
+    import asyncssh
+
+    proc, port, state = _start_sftp(work)
+    key = state / "id_ed25519"
+    size_mb = archive.stat().st_size / 1e6
+    try:
+        os.environ["AIRFLOW_CONN_SUPERCOMPUTER_SFTP"] = json.dumps(
+            {
+                "conn_type": "sftp",
+                "host": "127.0.0.1",
+                "port": port,
+                "login": "bench",
+                "extra": {"key_file": str(key), "no_host_key_check": True},
+            }
+        )
+        from sensitive_data.hooks.hpcs_sftp import SupercomputerSftpHook
+
+        t0 = time.perf_counter()
+        SupercomputerSftpHook().ship(archive, "/ours", archive.name, log=lambda _m: None)
+        ours = size_mb / (time.perf_counter() - t0)
+
+        async def bare() -> float:
+            async with (
+                asyncssh.connect("127.0.0.1", port, username="bench", client_keys=[str(key)], known_hosts=None) as conn,
+                conn.start_sftp_client() as sftp,
+            ):
+                if not await sftp.exists("/bare"):
+                    await sftp.mkdir("/bare")
+                t0 = time.perf_counter()
+                await sftp.put(str(archive), f"/bare/{archive.name}")
+                return size_mb / (time.perf_counter() - t0)
+
+        base = asyncio.run(bare())
+        assert (state / "root" / "ours" / archive.name).stat().st_size == archive.stat().st_size
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(10)
+    return ours, base
+
+
+def row(name: str, value: float, unit: str, baseline: float) -> dict:
+    return {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": round(baseline, 3),
+        "ratio": round(value / baseline, 3) if baseline else None,
+    }
+
+
+def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
+    size_mb = int(size_mb or os.environ.get("BENCH_SIZE_MB", 1024))
+    sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+    work = Path(tempfile.mkdtemp(prefix="hpcs-bench-", dir=workdir))
+    rows: list[dict] = []
+    try:
+        tree = make_tree(work / "staging" / "dataset", size_mb)
+        ours, rss, base = bench_prepare(tree, work, "gzip")
+        rows.append(row("prepare_gzip_wall", ours, "s", base))
+        rows.append(row("prepare_peak_rss", rss, "MB", RSS_BUDGET_MB))
+        ours_n, rss_n, base_n = bench_prepare(tree, work, "none")
+        rows.append(row("prepare_none_wall", ours_n, "s", base_n))
+        rows.append(row("prepare_none_peak_rss", rss_n, "MB", RSS_BUDGET_MB))
+        small = make_tree(work / "staging-q" / "dataset", max(1, size_mb // 4))
+        _, rss_q, _ = bench_prepare(small, work, "gzip")
+        rows.append(row("prepare_peak_rss_quarter_size", rss_q, "MB", rss))
+        archive = work / "out-none" / "bench.tar.c4gh"
+        ship, bare = bench_ship(archive, work)
+        rows.append(row("ship_throughput", ship, "MB/s", bare))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size-mb", type=int, default=None, help="tree size (default: $BENCH_SIZE_MB or 1024)")
+    p.add_argument("--workdir", default=None, help="where the temporary tree goes (default: system temp)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = p.parse_args(argv)
+    stdout = os.dup(1)  # the hooks log to stdout: keep it for the results only
+    os.dup2(2, 1)
+    try:
+        rows = run(args.size_mb, args.workdir)
+    finally:
+        sys.stdout.flush()
+        os.dup2(stdout, 1)
+        os.close(stdout)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'name':32} {'value':>10} {'unit':5} {'baseline':>10} {'ratio':>7}")
+    for r in rows:
+        print(f"{r['name']:32} {r['value']:>10} {r['unit']:5} {r['baseline']:>10} {r['ratio']:>7}")
+
+
+if __name__ == "__main__":
+    main()

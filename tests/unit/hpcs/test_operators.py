@@ -1,0 +1,159 @@
+"""Operator logic that needs no service: error translation, host check, JWT refresh, reuse rules, teardown."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
+from include.hpcs.scratch import RunScratch, write_private_file
+from sensitive_data.operators import hpcs as ops
+
+
+class TI:
+    def __init__(self, store):
+        self.store = store
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.store.get(task_ids)
+
+
+def ctx(store=None, run_id="r1"):
+    return {"dag_run": SimpleNamespace(dag_id="hpcs_data_preparation", run_id=run_id), "ti": TI(store or {})}
+
+
+@pytest.mark.parametrize(
+    "error,expected",
+    [
+        (HpcsUserError("bad"), AirflowFailException),
+        (HpcsConfigError("conf"), AirflowFailException),
+        (HpcsTransientError("down"), ops.HpcsTransientFailure),
+        (HpcsError("other"), AirflowException),
+    ],
+)
+def test_error_translation(error, expected):
+    with pytest.raises(expected) as err:
+        with ops.hpcs_errors():
+            raise error
+    assert str(err.value) == str(error)
+    assert err.value.__cause__ is None
+    if expected is not AirflowFailException:
+        assert not isinstance(err.value, AirflowFailException)
+
+
+def test_host_check(tmp_path):
+    op = ops.HpcsSvidOperator(task_id="svid", scratch_dir=str(tmp_path))
+    with pytest.raises(AirflowFailException, match="route every HPCS task to one worker"):
+        op.check_host(ctx({ops.SETUP_TASK: {"host": "elsewhere.invalid"}}))
+    import socket
+
+    assert op.check_host(ctx({ops.SETUP_TASK: {"host": socket.gethostname()}}))["host"]
+
+
+def test_current_jwt_refreshes_when_expiring(tmp_path, monkeypatch):
+    from sensitive_data.hooks.hpcs_spire import JwtSvid, SpireAgentHook
+
+    op = ops.HpcsVaultKeyOperator(task_id="vault", scratch_dir=str(tmp_path))
+    path = write_private_file(tmp_path / "jwt", b"old-token")
+    svid = {
+        "svid_path": str(path),
+        "expires_at": time.time() + 3600,
+        "audience": "TESTING",
+        "socket_path": "/s",
+    }
+    assert op.current_jwt(svid) == "old-token"
+    calls = []
+    monkeypatch.setattr(
+        SpireAgentHook,
+        "fetch_jwt_svid",
+        staticmethod(lambda sock, aud, timeout=30: calls.append((sock, aud)) or JwtSvid("new-token", "spiffe://x", 9)),
+    )
+    svid["expires_at"] = time.time() + 10
+    assert op.current_jwt(svid) == "new-token"
+    assert calls == [("/s", "TESTING")]
+    assert path.read_bytes() == b"new-token"
+
+
+def test_teardown_keeps_unshipped_archive(tmp_path):
+    scratch = RunScratch(tmp_path, "hpcs_data_preparation", "r1").ensure()
+    write_private_file(scratch.private_key_path, b"k")
+    (scratch.archive_dir / "a.c4gh").write_bytes(b"x")
+    scratch.update_state(archive={"sha512": "s1"})
+    op = ops.HpcsSpireAgentTeardownOperator(task_id="t", scratch_dir=str(tmp_path))
+    out = op.execute(ctx())
+    assert out["key_material_removed"] == ["archive.sec"] and out["archive_removed"] is False
+    assert (scratch.archive_dir / "a.c4gh").exists()
+    scratch.update_state(shipped={"sha512": "s1"})
+    assert op.execute(ctx())["archive_removed"] is True
+    assert not scratch.archive_dir.exists()
+
+
+def test_prepare_reuse_rules(tmp_path):
+    staging = tmp_path / "staging"
+    (staging / "ds").mkdir(parents=True)
+    (staging / "ds" / "f").write_text("data")
+    scratch_root = tmp_path / "scratch"
+    op = ops.HpcsPrepareOperator(
+        task_id="prepare", input_path="ds", staging_dir=str(staging), scratch_dir=str(scratch_root)
+    )
+    first = op.execute(ctx())
+    assert first["reused"] is False and first["secret_name"] == "ds"
+    assert "private_key_path" in first and "PRIVATE" not in str(first)
+    again = op.execute(ctx())
+    assert again["reused"] is True and again["sha512"] == first["sha512"]
+    # key deleted by a teardown before it reached Vault: a new archive and key
+    scratch = RunScratch(scratch_root, "hpcs_data_preparation", "r1")
+    scratch.remove_key_material()
+    third = op.execute(ctx())
+    assert third["reused"] is False and third["sha512"] != first["sha512"]
+    # key in Vault already, then deleted: reuse
+    scratch.update_state(vault={"sha512": third["sha512"]})
+    scratch.remove_key_material()
+    assert op.execute(ctx())["reused"] is True
+    # other compression: new archive
+    op.compression = "none"
+    assert op.execute(ctx())["reused"] is False
+
+
+def test_prepare_user_errors(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for kwargs, message in [
+        ({"input_path": ""}, "input_path is empty"),
+        ({"input_path": "nope"}, "does not exist"),
+        ({"input_path": "/etc"}, "outside the staging area"),
+        ({"input_path": "x", "compression": "zstd"}, "compression"),
+    ]:
+        (staging / "x").mkdir(exist_ok=True)
+        (staging / "x" / "f").write_text("1")
+        op = ops.HpcsPrepareOperator(
+            task_id="prepare", staging_dir=str(staging), scratch_dir=str(tmp_path / "s"), **kwargs
+        )
+        with pytest.raises(AirflowFailException, match=message):
+            op.execute(ctx())
+
+
+def test_info_file_requires_absolute_remote_dir(tmp_path):
+    op = ops.HpcsInfoFileOperator(task_id="info_file", path_at_rest="relative", scratch_dir=str(tmp_path))
+    store = {
+        "prepare": {
+            "archive_name": "a",
+            "size": 1,
+            "sha512": "a" * 128,
+            "compression": "gzip",
+            "secret_name": "a",
+        },
+        "workloads": {
+            "secrets_path": "client_x/a",
+            "user_role": "client_x-a",
+            "spiffeID": "spiffe://t/c/x/s/a",
+        },
+    }
+    with pytest.raises(AirflowFailException, match="absolute"):
+        op.execute(ctx(store))
+    op.path_at_rest = "/rest"
+    out = op.execute(ctx(store))
+    assert out["info"]["info"]["path_at_rest"] == "/rest/a"

@@ -129,9 +129,36 @@ def stager(stack: AirflowStack) -> bool:
     return body["state"] == "completed"
 
 
+def hpcs(stack: AirflowStack) -> bool:
+    """Prepare a sample directory in the staging area, ship it to the supercomputer, print the info file."""
+    local = Path(stack.vars["SDP_LOCAL"])
+    name = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    source = local / "staging" / name
+    for i in range(12):
+        path = source / f"sample-{i % 3}" / f"part-{i:02d}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{i},{j},{j * j}\n" for j in range(2000)))
+    (source / "empty").mkdir(exist_ok=True)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    conf = {"input_path": name, "users": [me], "groups": [], "compute_nodes": ["cn01", "cn02"],
+            "path_at_rest": f"/project/{name}"}
+    print(f"\n== HPCS secure data preparation: {source} -> supercomputer:{conf['path_at_rest']}")
+    result = stack.run("hpcs_data_preparation", conf=conf, timeout=600)
+    print_run("HPCS data preparation", result)
+    if result.state != "success":
+        print(result.explain())
+        return False
+    info = local / "supercomputer_sftp" / "root" / "project" / name / f"{name}.info.yaml"
+    print(f"   info file on the supercomputer ({info.relative_to(local)}):")
+    for line in info.read_text().splitlines():
+        print(f"     {line}")
+    return True
+
+
 STEPS: list[tuple[str, DemoStep]] = [
     ("platform health check", healthcheck),
     ("EGA ingestion", ega),
+    ("HPCS secure data preparation", hpcs),
     ("data stager transfer", stager),
 ]
 

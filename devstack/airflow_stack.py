@@ -120,12 +120,15 @@ class AirflowStack:
     :param pid_dir: where to record pids (so that ``down`` can stop exactly what ``up`` started).
     :param workers: Celery workers to start.
     :param password: the admin password (random when None).
+    :param users: more users of Airflow's simple auth manager, name -> role (viewer, user, op, admin);
+        their random passwords are in ``passwords``.
     """
 
     def __init__(self, home: Path, *, executor: str = "LocalExecutor", database: str = "sqlite",
                  port: int | None = None, services: Iterable[str] | None = None, fixed_ports: bool = False,
                  local: Path | None = None, pid_dir: Path | None = None, workers: int = 2,
-                 password: str | None = None, drop_database: bool = False, extra_env: Mapping[str, str] | None = None):
+                 password: str | None = None, drop_database: bool = False, extra_env: Mapping[str, str] | None = None,
+                 users: Mapping[str, str] | None = None):
         self.home = Path(home).resolve()
         self.executor = executor
         self.database = database
@@ -141,6 +144,9 @@ class AirflowStack:
         self.vars: dict[str, str] = {}
         self.username = "admin"
         self.password = password or self._stored_password()
+        self.users = {self.username: "admin", **(users or {})}
+        self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
+        self.passwords[self.username] = self.password
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._token: str | None = None
         self._client = httpx.Client(base_url=self.base_url, timeout=30)
@@ -178,7 +184,7 @@ class AirflowStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__FERNET_KEY": self._secret("fernet_key", lambda: Fernet.generate_key().decode()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in self.users.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__CORE__PARALLELISM": "16",
@@ -222,7 +228,7 @@ class AirflowStack:
     def start(self) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.local.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps({self.username: self.password}))
+        (self.home / "passwords.json").write_text(json.dumps(self.passwords))
         (self.home / "passwords.json").chmod(0o600)
         if self.database != "sqlite":
             create_pg_database(self.database)

@@ -9,6 +9,7 @@ those ports, and is driven only through the REST API (see devstack/airflow_stack
 from __future__ import annotations
 
 import os
+import pwd
 import uuid
 
 import pytest
@@ -17,6 +18,9 @@ from devstack.airflow_stack import AirflowStack
 from devstack.checks import require_services
 
 _STACKS: dict[str, AirflowStack] = {}
+# Non-admin users besides `admin`: the POSIX user the tests run as (so that its jobs can run on
+# this machine) and another researcher, for "a user sees only their own work".
+USERS = {pwd.getpwuid(os.geteuid()).pw_name: "user", "bob": "user"}
 
 
 def _stack(kind: str, tmp_path_factory) -> AirflowStack:
@@ -25,9 +29,9 @@ def _stack(kind: str, tmp_path_factory) -> AirflowStack:
             require_services("postgres", "redis")
             stack = AirflowStack(tmp_path_factory.mktemp("airflow-celery"), executor="CeleryExecutor",
                                  database=f"airflow_e2e_{os.getpid()}_{uuid.uuid4().hex[:6]}",
-                                 drop_database=True, workers=2)
+                                 drop_database=True, workers=2, users=USERS)
         else:
-            stack = AirflowStack(tmp_path_factory.mktemp("airflow-local"), executor="LocalExecutor")
+            stack = AirflowStack(tmp_path_factory.mktemp("airflow-local"), executor="LocalExecutor", users=USERS)
         stack.start()
         _STACKS[kind] = stack
     return _STACKS[kind]

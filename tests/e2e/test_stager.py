@@ -203,3 +203,28 @@ def test_streamer_puts_raw_data_into_the_dac_collection(ready, tmp_path):
     assert final.state == "success", final
     with irods(ready, "stager-streamer", "streamer-secret") as c:
         assert len(c.walk(f"/{ZONE}/dccn/DAC_3010000.01/raw/{session}")[1]) == 3
+
+
+def test_a_researcher_sees_and_acts_on_their_own_jobs_only(ready, tmp_path):
+    """Real Airflow users (simple auth manager, role User): the submitter and another researcher."""
+    researcher, other = ME, "bob"
+    as_researcher = {"Authorization": f"Bearer {ready.user_token(researcher, ready.passwords[researcher])}"}
+    as_other = {"Authorization": f"Bearer {ready.user_token(other, ready.passwords[other])}"}
+    make_files(tmp_path / "src", 3)
+    doc = job(str(tmp_path / "src"), f"irods:/{ZONE}/home/alice/own-{uuid.uuid4().hex[:8]}")
+    base = f"{ready.base_url}/stager/v1"
+    # a researcher may only submit as themself
+    r = httpx.post(f"{base}/job", json={**doc, "stagerUser": other}, headers=as_researcher, timeout=60)
+    assert r.status_code == 400 and "may only submit jobs as stagerUser" in r.text
+    r = httpx.post(f"{base}/job", json=doc, headers=as_researcher, timeout=60)
+    assert r.status_code == 200, r.text
+    job_id = r.json()["id"]
+    assert httpx.get(f"{base}/job/{job_id}", headers=as_researcher, timeout=30).status_code == 200
+    assert httpx.get(f"{base}/job/{job_id}", headers=as_other, timeout=30).status_code == 404
+    assert httpx.delete(f"{base}/job/{job_id}", headers=as_other, timeout=30).status_code == 404
+    assert httpx.put(f"{base}/job/scheduled/{job_id}", headers=as_other, timeout=30).status_code == 404
+    listed = httpx.get(f"{base}/jobs", headers=as_other, timeout=30).json()["jobs"]
+    assert job_id not in {j["id"] for j in listed}
+    mine = httpx.get(f"{base}/jobs", headers=as_researcher, timeout=30).json()["jobs"]
+    assert job_id in {j["id"] for j in mine}
+    assert wait_job(ready, job_id)["state"] == "completed"

@@ -162,8 +162,12 @@ def test_cli_trigger(node, standin):
 def test_registry_entry():
     svc = SERVICES["cega"]
     assert svc.port_var == "SDP_CEGA_PORT" and svc.default_port == 8091
-    argv = [a.format(SDP_CEGA_PORT="1", state="/s", local="/l", python="py") for a in svc.argv]
+    argv = [a.format(SDP_CEGA_PORT="1", state="/s", local="/l", python="py", **svc.names) for a in svc.argv]
     assert argv[:3] == ["py", "-m", "devstack.cega"] and "/l/lega/inbox" in argv
+    # the stand-in talks on the same names the lega_broker connection gives the pipeline
+    for flag, var in (("--exchange", "SDP_LEGA_EXCHANGE"), ("--files-queue", "SDP_LEGA_FILES_QUEUE"),
+                      ("--accession-queue", "SDP_LEGA_ACCESSION_QUEUE")):
+        assert argv[argv.index(flag) + 1] == svc.names[var]
 
 
 def test_accession_ids_are_the_same_from_every_standin():

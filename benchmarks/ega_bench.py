@@ -21,7 +21,6 @@ The page cache is warmed before each timing, for ours and the baseline alike.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -31,23 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import common
+from benchmarks.common import row
+
 ROOT = Path(__file__).resolve().parents[1]
 RSS_BUDGET_MB = 150.0
 PASSPHRASE = "bench"  # noqa: S105 - a throw-away key of the benchmark
 CRYPT4GH = str(Path(sys.executable).parent / "crypt4gh")
-
-
-def _timed_child(argv: list[str], **kwargs) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of a child process (its own RSS, via wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, **kwargs)
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{argv[:3]} failed with {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024, out
 
 
 def _warm(path: Path) -> None:
@@ -124,9 +113,10 @@ def bench(enc: Path, sk: Path, work: Path) -> dict[str, float]:
     cp = time.perf_counter() - start
     (work / "copy.c4gh").unlink()
     _warm(enc)
-    ingest, ingest_rss, _ = _timed_child(py + ["ingest", str(enc), str(archive), "nofsync"], cwd=ROOT)
+    ingest, ingest_rss, _ = common.timed_child(
+        py + ["ingest", str(enc), str(archive), "nofsync"], capture=True, cwd=ROOT)
     _warm(enc)
-    ingest_fsync, _, _ = _timed_child(py + ["ingest", str(enc), str(archive), "fsync"], cwd=ROOT)
+    ingest_fsync, _, _ = common.timed_child(py + ["ingest", str(enc), str(archive), "fsync"], capture=True, cwd=ROOT)
     env = {**os.environ, "C4GH_PASSPHRASE": PASSPHRASE}
     _warm(enc)
     start = time.perf_counter()
@@ -134,8 +124,8 @@ def bench(enc: Path, sk: Path, work: Path) -> dict[str, float]:
         subprocess.run([CRYPT4GH, "decrypt", "--sk", str(sk)], stdin=fin, stdout=fout, env=env, check=True)
     bare = time.perf_counter() - start
     _warm(archive / "body")
-    verify, verify_rss, _ = _timed_child(
-        py + ["verify", str(archive / "header"), str(archive / "body"), str(sk)], cwd=ROOT
+    verify, verify_rss, _ = common.timed_child(
+        py + ["verify", str(archive / "header"), str(archive / "body"), str(sk)], capture=True, cwd=ROOT
     )
     shutil.rmtree(archive, ignore_errors=True)
     return {
@@ -146,16 +136,6 @@ def bench(enc: Path, sk: Path, work: Path) -> dict[str, float]:
         "bare": bare,
         "verify": verify,
         "verify_rss": verify_rss,
-    }
-
-
-def row(name: str, value: float, unit: str, baseline: float) -> dict:
-    return {
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": round(baseline, 3),
-        "ratio": round(value / baseline, 3) if baseline else None,
     }
 
 
@@ -186,18 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "--child":
         child(argv[1:])
         return
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size-mb", type=int, default=None, help="file size (default: $BENCH_SIZE_MB or 1024)")
-    p.add_argument("--workdir", default=None, help="where the temporary files go (default: system temp)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = p.parse_args(argv)
-    rows = run(args.size_mb, args.workdir)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return
-    print(f"{'name':28} {'value':>10} {'unit':5} {'baseline':>10} {'ratio':>7}")
-    for r in rows:
-        print(f"{r['name']:28} {r['value']:>10} {r['unit']:5} {r['baseline']:>10} {r['ratio']:>7}")
+    common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

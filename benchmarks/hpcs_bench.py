@@ -19,7 +19,6 @@ content is half random (incompressible), half text-like.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -30,6 +29,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import common
+from benchmarks.common import row
 
 ROOT = Path(__file__).resolve().parents[1]
 CRYPT4GH = Path(sys.executable).with_name("crypt4gh")
@@ -69,18 +71,6 @@ def make_tree(top: Path, size_mb: int, seed: int = 7) -> Path:
     return top
 
 
-def _timed_child(argv: list[str], **kwargs) -> tuple[float, float]:
-    """(wall seconds, peak RSS MB) of a child process (the RSS of that child alone, via wait4)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, **kwargs)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:3]} failed with exit {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024.0
-
-
 PREPARE = """
 import sys
 from include.hpcs.archive import prepare_archive, public_key_from_pem
@@ -100,7 +90,7 @@ def bench_prepare(tree: Path, work: Path, compression: str) -> tuple[float, floa
     out = work / f"out-{compression}"
     out.mkdir(exist_ok=True)
     subprocess.run(["sync"], check=False)
-    ours, rss = _timed_child(
+    ours, rss, _ = common.timed_child(
         [sys.executable, "-c", PREPARE, str(tree), str(pk), str(out), compression],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -111,7 +101,7 @@ def bench_prepare(tree: Path, work: Path, compression: str) -> tuple[float, floa
         f"{CRYPT4GH} encrypt --recipient_pk {pk} > {work / 'pipeline.c4gh'}"
     )
     subprocess.run(["sync"], check=False)
-    base, _ = _timed_child(["bash", "-c", pipeline], stderr=subprocess.DEVNULL)
+    base, _, _ = common.timed_child(["bash", "-c", pipeline], stderr=subprocess.DEVNULL)
     (work / "pipeline.c4gh").unlink(missing_ok=True)
     return ours, rss, base
 
@@ -191,16 +181,6 @@ def bench_ship(archive: Path, work: Path) -> tuple[float, float]:
     return ours, base
 
 
-def row(name: str, value: float, unit: str, baseline: float) -> dict:
-    return {
-        "name": name,
-        "value": round(value, 3),
-        "unit": unit,
-        "baseline": round(baseline, 3),
-        "ratio": round(value / baseline, 3) if baseline else None,
-    }
-
-
 def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
     size_mb = int(size_mb or os.environ.get("BENCH_SIZE_MB", 1024))
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
@@ -226,25 +206,7 @@ def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size-mb", type=int, default=None, help="tree size (default: $BENCH_SIZE_MB or 1024)")
-    p.add_argument("--workdir", default=None, help="where the temporary tree goes (default: system temp)")
-    p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = p.parse_args(argv)
-    stdout = os.dup(1)  # the hooks log to stdout: keep it for the results only
-    os.dup2(2, 1)
-    try:
-        rows = run(args.size_mb, args.workdir)
-    finally:
-        sys.stdout.flush()
-        os.dup2(stdout, 1)
-        os.close(stdout)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return
-    print(f"{'name':32} {'value':>10} {'unit':5} {'baseline':>10} {'ratio':>7}")
-    for r in rows:
-        print(f"{r['name']:32} {r['value']:>10} {r['unit']:5} {r['baseline']:>10} {r['ratio']:>7}")
+    common.main(run, __doc__, argv, quiet_stdout=True)  # the hooks log to stdout
 
 
 if __name__ == "__main__":

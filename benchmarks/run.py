@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ def main() -> int:
         print(f"== {suite}: running (size {size_mb} MB) ...", flush=True)
         try:
             module = importlib.import_module(f"benchmarks.{suite}_bench")
+            (work / suite).mkdir(parents=True, exist_ok=True)
             suite_rows = module.run(size_mb=size_mb, workdir=str(work / suite))
         except Exception as exc:  # noqa: BLE001 - one broken suite must not hide the others' numbers
             failures.append(f"{suite}: {type(exc).__name__}: {exc}")
@@ -48,6 +50,8 @@ def main() -> int:
         for row in suite_rows:
             rows.append({"suite": suite, **row})
         print(f"   done in {time.monotonic() - started:.0f}s", flush=True)
+    if not os.environ.get("BENCH_WORKDIR"):
+        shutil.rmtree(work, ignore_errors=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "size_mb": size_mb,
                                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -19,8 +19,6 @@ The stand-in is ``devstack.irods`` on a free port (single stream, 4 threads of t
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -28,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import common
+from benchmarks.common import row
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SMALL = 2000
@@ -58,12 +59,6 @@ def _cp(src: Path, dst: Path) -> float:
     return _timed(lambda: subprocess.run(["cp", "-r", str(src), str(dst)], check=True))
 
 
-def _row(name: str, value: float, unit: str, baseline: float) -> dict:
-    ratio = value / baseline if baseline else None
-    return {"name": name, "value": round(value, 3), "unit": unit, "baseline": round(baseline, 3),
-            "ratio": None if ratio is None else round(ratio, 3)}
-
-
 def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
     size_mb = int(size_mb or os.environ.get("BENCH_SIZE_MB", 1024))
     sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
@@ -91,9 +86,9 @@ def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
         up_small = _timed(lambda: sync(small, "small"))
         up_large = _timed(lambda: sync(large, "large"))
         rerun = _timed(lambda: sync(small, "small"))
-        rows.append(_row("stager_small_files", N_SMALL / up_small, "files/s", N_SMALL / cp_small))
-        rows.append(_row("stager_large_file", size_mb / up_large, "MB/s", size_mb / cp_large))
-        rows.append(_row("stager_rerun_skipped", rerun * 1000 / N_SMALL, "s/1000 files",
+        rows.append(row("stager_small_files", N_SMALL / up_small, "files/s", N_SMALL / cp_small))
+        rows.append(row("stager_large_file", size_mb / up_large, "MB/s", size_mb / cp_large))
+        rows.append(row("stager_rerun_skipped", rerun * 1000 / N_SMALL, "s/1000 files",
                          cp_small * 1000 / N_SMALL))
     finally:
         stop_group(proc.pid, grace=5)
@@ -102,18 +97,7 @@ def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size-mb", type=int, default=None,
-                    help="large file size (default: $BENCH_SIZE_MB or 1024)")
-    ap.add_argument("--workdir", default=None, help="where the temporary trees go")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    rows = run(args.size_mb, args.workdir)
-    if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
-        for r in rows:
-            print("{name:24} {value:>10} {unit:13} baseline {baseline:>10}  ratio {ratio}".format(**r))
+    common.main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def up(port: int, database: str) -> AirflowStack:
     stack.start()
     RUN.mkdir(parents=True, exist_ok=True)
     STATE.write_text(json.dumps({"port": port, "executor": stack.executor, "database": database,
-                                 "vars": stack.vars}))
+                                 "vars": stack.vars, "fixed_ports": fixed}))
     dag_ids = pipeline_dag_ids()
     stack.wait_for_dags(dag_ids)
     for dag_id in dag_ids:  # DAGs are paused when first parsed; the local stack runs its pipelines
@@ -94,7 +94,12 @@ def print_access(stack: AirflowStack) -> None:
 
 
 def down() -> list[str]:
+    info = json.loads(STATE.read_text()) if STATE.exists() else {}
     stopped = stop_pid_dir(RUN, grace=15)
+    if info and not info.get("fixed_ports", True):  # a throw-away stack's own queues and databases
+        stack = AirflowStack(HOME, port=info["port"], local=LOCAL, fixed_ports=False)
+        stack.vars = info.get("vars", {})
+        stack.stop()
     STATE.unlink(missing_ok=True)
     return stopped
 

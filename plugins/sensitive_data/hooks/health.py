@@ -33,9 +33,13 @@ def probe_lega_broker(conn_id: str) -> str:
 
 
 def probe_lega_db(conn_id: str) -> str:
+    """Connect with the configured credentials; the schema is created and migrated as on the
+    pipeline's first use (idempotent), so that a new deployment checks green before its first file."""
     from sensitive_data.hooks.ega_db import EgaDbHook  # noqa: PLC0415
 
-    conn = EgaDbHook(conn_id).get_conn()
+    hook = EgaDbHook(conn_id)
+    hook.get_database(migrate=True).close()
+    conn = hook.get_conn()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT current_database(), version()")

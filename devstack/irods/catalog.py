@@ -2,6 +2,13 @@
 
 Physical bytes live in ``<state>/vault/<data id>``. The catalog snapshot (``catalog.json``) is
 written atomically after changes, so the stand-in keeps its content across restarts.
+
+Logical locking as in iRODS 4.2.9+: opening a replica for writing makes it *intermediate*
+(``D_REPL_STATUS`` 2) and issues a replica token; until the finalizing close, opening it again
+(read or write) needs that token (``replicaToken``), else ``INTERMEDIATE_REPLICA_ACCESS``. Every
+descriptor opened with the token counts as an opener; the replica is finalized (size, checksum
+cleared when written, status good, unlocked) when a finalizing close was asked for and the last
+opener has closed. Locks live in memory only, like the open descriptors of a server's agents.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +49,7 @@ USER_INPUT_PATH_ERR = -317000
 SYS_UNMATCHED_API_NUM = -12000
 SYS_FILE_DESC_OUT_OF_RANGE = -19000
 SYS_INVALID_INPUT_PARAM = -130000
+INTERMEDIATE_REPLICA_ACCESS = -405000
 
 
 def now() -> str:
@@ -88,6 +97,15 @@ class DataObj:
         return f"{self.coll.rstrip('/')}/{self.name}"
 
 
+@dataclass
+class ReplicaLock:
+    token: str
+    openers: int = 1
+    written: bool = False
+    finalize: bool = False
+    reg_chksum: bool = False
+
+
 def sha2_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -109,6 +127,7 @@ class Catalog:
         self.objs: dict[str, DataObj] = {}
         self.next_id = 10000
         self.dirty = False
+        self.locks: dict[int, ReplicaLock] = {}  # data id -> the write session of an intermediate replica
         self._load()
         for path in ("/", f"/{zone}", f"/{zone}/home", f"/{zone}/trash"):
             self._ensure_coll(path, "rods")
@@ -229,7 +248,9 @@ class Catalog:
             self.mark()
 
     # ---- data objects ---------------------------------------------------------------------------
-    def open_obj(self, user: str, path: str, flags: int, create_api: bool, force: bool) -> DataObj:
+    def open_obj(self, user: str, path: str, flags: int, create_api: bool, force: bool,
+                 token: str = "") -> tuple[DataObj, str]:
+        """Open (or create) a data object; the replica token of the descriptor ("" when read-only)."""
         path = normalize(path)
         with self.lock:
             if path in self.colls:
@@ -248,7 +269,15 @@ class Catalog:
                 self.physical(obj).write_bytes(b"")
                 self.objs[path] = obj
                 self.mark()
-                return obj
+                return obj, self._lock_new(obj)
+            held = self.locks.get(obj.id)
+            if held is not None:
+                if not token or token != held.token:
+                    raise IrodsError(INTERMEDIATE_REPLICA_ACCESS,
+                                     f"{path} is intermediate (opened for writing); a replica token is needed")
+                self.require(user, path, WRITE if writing else READ)
+                held.openers += 1  # a further stream of the same write session: no truncation
+                return obj, held.token
             if create_api and not force:
                 raise IrodsError(OVERWRITE_WITHOUT_FORCE_FLAG, f"{path} exists; overwrite needs forceFlag")
             self.require(user, path, WRITE if writing else READ)
@@ -257,7 +286,35 @@ class Catalog:
                     pass
                 obj.size, obj.checksum, obj.mtime = 0, "", now()
                 self.mark()
-            return obj
+            return obj, (self._lock_new(obj) if writing else "")
+
+    def _lock_new(self, obj: DataObj) -> str:
+        token = str(uuid.uuid4())
+        self.locks[obj.id] = ReplicaLock(token)
+        return token
+
+    def is_intermediate(self, obj: DataObj) -> bool:
+        return obj.id in self.locks
+
+    def release(self, obj: DataObj, token: str, *, written: bool, finalize: bool, reg_chksum: bool,
+                update_size: bool = False) -> bool:
+        """One descriptor of ``obj`` closed; True when this finalized the replica."""
+        with self.lock:
+            held = self.locks.get(obj.id)
+            if not token or held is None or held.token != token:
+                return False  # a read-only descriptor of a good replica
+            held.openers -= 1
+            held.written |= written
+            held.finalize |= finalize
+            held.reg_chksum |= reg_chksum
+            if update_size:
+                obj.size = self.physical(obj).stat().st_size
+                self.mark()
+            if held.openers > 0 or not held.finalize:
+                return False
+            del self.locks[obj.id]
+            self.closed(obj, held.written)
+            return held.reg_chksum and held.written
 
     def unlink_obj(self, user: str, path: str) -> None:
         path = normalize(path)
@@ -266,6 +323,8 @@ class Catalog:
             if obj is None:
                 raise IrodsError(CAT_NO_ROWS_FOUND, f"data object {path} does not exist")
             self.require(user, path, WRITE)
+            if obj.id in self.locks:
+                raise IrodsError(INTERMEDIATE_REPLICA_ACCESS, f"{path} is intermediate (opened for writing)")
             del self.objs[path]
             self.physical(obj).unlink(missing_ok=True)
             self.mark()

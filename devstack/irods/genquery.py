@@ -22,7 +22,8 @@ def data_value(col: int, o: DataObj, cat: Catalog) -> str | None:
     return {
         401: str(o.id), 402: str(cat.colls[o.coll].id), 403: o.name, 404: "0", 405: "", 406: "generic",
         407: str(o.size), 409: "demoResc", 410: str(cat.physical(o)), 411: o.owner, 412: o.zone,
-        413: "1", 414: "", 415: o.checksum, 416: "", 417: "0", 418: "", 419: o.ctime, 420: o.mtime,
+        413: "2" if cat.is_intermediate(o) else "1", 414: "", 415: o.checksum, 416: "", 417: "0", 418: "",
+        419: o.ctime, 420: o.mtime,
         422: "demoResc", 423: "10014", 424: o.mtime,
     }.get(col)
 

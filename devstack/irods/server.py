@@ -1,4 +1,11 @@
-"""The iRODS protocol: framing, XML packing instructions, the API handlers of one connection."""
+"""The iRODS protocol: framing, XML packing instructions, the API handlers of one connection.
+
+Parallel transfer as python-irodsclient does it (``irods/parallel.py``, iRODS 4.2.9+ "multi-1247",
+no separate data port): the first stream opens the object (``DATA_OBJ_OPEN``), asks for its
+replica token with ``GET_FILE_DESCRIPTOR_INFO``, the other streams open the same replica with
+``replicaToken`` and ``resc_hier`` from other connections, seek to their offsets and read or write,
+close with ``REPLICA_CLOSE`` (no finalization), and the first stream's ``DATA_OBJ_CLOSE`` finalizes.
+"""
 
 from __future__ import annotations
 
@@ -169,12 +176,15 @@ class Handler(socketserver.BaseRequestHandler):
             GEN_QUERY: self.gen_query, COLL_CREATE: self.coll_create, RM_COLL: self.rm_coll,
             DATA_OBJ_OPEN: self.obj_open, DATA_OBJ_CREATE: self.obj_create, DATA_OBJ_READ: self.obj_read,
             DATA_OBJ_WRITE: self.obj_write, DATA_OBJ_LSEEK: self.obj_seek, DATA_OBJ_CLOSE: self.obj_close,
-            REPLICA_CLOSE: self.replica_close, DATA_OBJ_CHKSUM: self.obj_chksum,
+            REPLICA_CLOSE: self.replica_close, GET_FILE_DESCRIPTOR_INFO: self.fd_info,
+            DATA_OBJ_CHKSUM: self.obj_chksum,
             DATA_OBJ_UNLINK: self.obj_unlink,
         }
         handler = handlers.get(api)
         if handler is None:
             raise IrodsError(c.SYS_UNMATCHED_API_NUM, f"API {api} is not supported by the stand-in")
+        if api in (REPLICA_CLOSE, GET_FILE_DESCRIPTOR_INFO):  # JSON in a BinBytesBuf_PI
+            return handler(parse_json_request(msg), bs)
         return handler(root, bs)
 
     def authenticate(self, req: dict) -> None:
@@ -256,14 +266,14 @@ class Handler(socketserver.BaseRequestHandler):
     def _open(self, root: ET.Element, create_api: bool) -> None:
         opts = kv_pairs(root.find("KeyValPair_PI"))
         flags = int(root.findtext("openFlags") or 0)
-        obj = self.catalog.open_obj(self.user, root.findtext("objPath"), flags, create_api,
-                                    force="forceFlag" in opts)
+        obj, token = self.catalog.open_obj(self.user, root.findtext("objPath"), flags, create_api,
+                                           force="forceFlag" in opts, token=opts.get("replicaToken", ""))
         writing = create_api or (flags & 3) != 0
         fh = open(self.catalog.physical(obj), "r+b" if writing else "rb")  # noqa: SIM115
         fd = self.next_fd
         self.next_fd += 1
-        self.fds[fd] = {"obj": obj, "fh": fh, "written": False, "writing": writing,
-                        "reg_chksum": "regChksum" in opts or "verifyChksum" in opts}
+        self.fds[fd] = {"obj": obj, "fh": fh, "written": False, "writing": writing, "token": token,
+                        "flags": flags, "reg_chksum": "regChksum" in opts or "verifyChksum" in opts}
         self.reply(int_info=fd)
 
     def obj_open(self, root, _bs):
@@ -296,20 +306,50 @@ class Handler(socketserver.BaseRequestHandler):
         pos = fd["fh"].seek(int(root.findtext("offset")), int(root.findtext("whence")))
         self.reply(msg=xml("fileLseekOut_PI", ("offset", pos)))
 
-    def finish_fd(self, fd: dict) -> None:
+    def finish_fd(self, fd: dict, *, finalize: bool = True, update_size: bool = False) -> None:
         fd["fh"].close()
-        self.catalog.closed(fd["obj"], fd["written"])
-        if fd["reg_chksum"] and fd["written"]:
-            self.catalog.checksum(self.user, fd["obj"].path, force=True)
+        if fd["token"]:
+            if self.catalog.release(fd["obj"], fd["token"], written=fd["written"], finalize=finalize,
+                                    reg_chksum=fd["reg_chksum"], update_size=update_size):
+                self.catalog.checksum(self.user, fd["obj"].path, force=True)
+        elif finalize:
+            self.catalog.closed(fd["obj"], fd["written"])
+
+    def _take_fd(self, index: int) -> dict:
+        fd = self.fds.pop(index, None)
+        if fd is None:
+            raise IrodsError(c.SYS_FILE_DESC_OUT_OF_RANGE, "bad descriptor")
+        return fd
 
     def obj_close(self, root, _bs):
-        fd = self._fd(root)
-        del self.fds[int(root.findtext("l1descInx"))]
-        self.finish_fd(fd)
+        self.finish_fd(self._take_fd(int(root.findtext("l1descInx"))))
         self.reply()
 
-    def replica_close(self, _root, _bs):
-        raise IrodsError(c.SYS_UNMATCHED_API_NUM, "replica_close is not supported (single-stream only)")
+    def replica_close(self, req: dict, _bs):
+        """Close one stream; finalize only when ``update_status`` asks for it (as the last opener)."""
+        fd = self._take_fd(int(req["fd"]))
+        self.finish_fd(fd, finalize=bool(req.get("update_status", True)),
+                       update_size=bool(req.get("update_size", True)))
+        if req.get("compute_checksum") and fd["written"]:
+            self.catalog.checksum(self.user, fd["obj"].path, force=True)
+        self.reply()
+
+    def fd_info(self, req: dict, _bs):
+        index = int(req["fd"])
+        fd = self.fds.get(index)
+        if fd is None:
+            raise IrodsError(c.SYS_FILE_DESC_OUT_OF_RANGE, "bad descriptor")
+        obj = fd["obj"]
+        self.reply(msg=bin_json({
+            "l1desc_index": index, "replica_token": fd["token"], "open_flags": fd["flags"],
+            "operation_type": 1 if fd["writing"] else 2, "bytes_written": fd["fh"].tell() if fd["written"] else 0,
+            "data_object_info": {
+                "object_path": obj.path, "data_id": obj.id, "replica_number": 0,
+                "replica_status": 2 if self.catalog.is_intermediate(obj) else 1,
+                "resource_hierarchy": "demoResc", "resource_name": "demoResc", "data_size": obj.size,
+                "checksum": obj.checksum, "file_path": str(self.catalog.physical(obj)),
+            },
+        }))
 
     def obj_chksum(self, root, _bs):
         opts = kv_pairs(root.find("KeyValPair_PI"))

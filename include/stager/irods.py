@@ -1,26 +1,35 @@
 """A thin adapter over python-irodsclient: what the transfer engine needs from iRODS.
 
-Transfers are single-stream through the open/read/write API (``num_threads=0`` semantics): the
-engine runs several files at once, each thread with its own session, instead of iRODS parallel
-transfer, which needs the separate port protocol.
+Small files go single-stream through the open/read/write API. Large files (the engine decides, see
+``parallel_threshold``) go through python-irodsclient's parallel transfer (``irods/parallel.py``,
+iRODS 4.2.9+): ``num_threads`` streams, each on its own connection, open the same replica with its
+replica token and move a byte range each; the first stream's close finalizes the replica. The
+client runs it non-blocking and supervises the streams, so that an error, a cancel or a timeout
+stops all of them (the library's own barrier would otherwise wait forever for a failed stream).
+The library caps the streams at the machine's CPU count.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, wait
 from dataclasses import dataclass
 
 import irods.exception as iexc
 import irods.keywords as kw
 from irods.column import Like
 from irods.models import Collection, DataObject
+from irods.parallel import deferred_call
 from irods.session import iRODSSession
 
 from include.stager.errors import StagerError, TransientError, UserError
 
+log = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
 
 
@@ -42,6 +51,12 @@ class RemoteFile:
     checksum: str  # "sha2:<base64>" or ""
 
 
+# python-irodsclient 3.3 has no class for iRODS 4.2.9+'s INTERMEDIATE_REPLICA_ACCESS (-405000) and raises a
+# KeyError on it; declaring one registers the code with the library (its metaclass keeps a code table).
+INTERMEDIATE_REPLICA_ACCESS = iexc.iRODSExceptionMeta.codes.get(-405000) or type(
+    "INTERMEDIATE_REPLICA_ACCESS", (iexc.SystemException,), {"code": -405000})
+
+
 def sha2_of(digest: bytes) -> str:
     return "sha2:" + base64.b64encode(digest).decode()
 
@@ -60,6 +75,9 @@ def translate(exc: BaseException, what: str) -> StagerError:
         return UserError(f"does not exist in the repository: {what}")
     if isinstance(exc, (iexc.CAT_NAME_EXISTS_AS_COLLECTION, iexc.CAT_NAME_EXISTS_AS_DATAOBJ)):
         return UserError(f"a collection and a data object clash in the repository: {what}")
+    if isinstance(exc, (INTERMEDIATE_REPLICA_ACCESS, iexc.LOCKED_DATA_OBJECT_ACCESS)):
+        return TransientError(f"the object is being written by another transfer (its replica is locked) "
+                              f"while {what}; retried later")
     if isinstance(exc, iexc.NetworkException | OSError):
         return TransientError(f"cannot reach the repository ({type(exc).__name__}) while {what}")
     return TransientError(f"repository error {type(exc).__name__} while {what}")
@@ -153,12 +171,17 @@ class IrodsClient:
             raise translate(exc, f"checksumming {path}") from None
 
     # ---- data --------------------------------------------------------------------------------------
-    def put(self, local: str, remote: str, on_bytes: Callable[[int], None]) -> str:
+    def put(self, local: str, remote: str, on_bytes: Callable[[int], None], num_threads: int = 0,
+            stop: threading.Event | None = None) -> str:
         """Upload ``local`` to ``remote`` (overwriting), register its checksum and verify it.
 
         :param on_bytes: called with the size of every chunk sent; may raise to abort.
+        :param num_threads: parallel streams (python-irodsclient parallel put) when above 1.
+        :param stop: set to abort a parallel upload.
         :return: the ``sha2:`` checksum.
         """
+        if num_threads > 1:
+            return self._put_parallel(local, remote, on_bytes, num_threads, stop)
         digest = hashlib.sha256()
         try:
             objects = self.session.data_objects
@@ -177,11 +200,18 @@ class IrodsClient:
             raise TransientError(f"checksum mismatch after upload of {remote}: {remote_sum} != {local_sum}")
         return local_sum
 
-    def get(self, remote: str, local: str, expected: str, on_bytes: Callable[[int], None]) -> str:
-        """Download ``remote`` into ``local`` (a temporary name the caller renames) and verify it."""
+    def get(self, remote: str, local: str, expected: str, on_bytes: Callable[[int], None], num_threads: int = 0,
+            stop: threading.Event | None = None) -> str:
+        """Download ``remote`` into ``local`` (a temporary name the caller renames) and verify it.
+
+        :param num_threads: parallel streams (python-irodsclient parallel get) when above 1.
+        :param stop: set to abort a parallel download.
+        """
         if not expected:
             raise UserError(f"{remote} has no checksum in the repository; a download cannot be verified "
                             "(ask the repository admins to checksum it)")
+        if num_threads > 1:
+            return self._get_parallel(remote, local, expected, on_bytes, num_threads, stop)
         digest = hashlib.sha256()
         try:
             objects = self.session.data_objects
@@ -200,3 +230,117 @@ class IrodsClient:
         if got != expected:
             raise TransientError(f"checksum mismatch after download of {remote}: {got} != {expected}")
         return got
+
+    # ---- parallel streams ----------------------------------------------------------------------------
+    def _put_parallel(self, local: str, remote: str, on_bytes: Callable[[int], None], num_threads: int,
+                      stop: threading.Event | None) -> str:
+        with open(local, "rb") as fh:  # unreadable or missing: fail before anything opens the object
+            size = os.fstat(fh.fileno()).st_size
+        local_sum: list[str | BaseException] = []
+
+        def hash_local():
+            try:
+                local_sum.append(_file_sha2(local))
+            except OSError as exc:
+                local_sum.append(exc)
+
+        hasher = threading.Thread(target=hash_local, daemon=True)
+        hasher.start()  # hashed while the streams upload (the page cache serves both)
+        objects = self.session.data_objects
+        opener = deferred_call(objects.open, (remote, "w"), {})  # the first stream, opened by io_main
+        self._run_streams(lambda counter: objects.parallel_put(
+            local, (remote, opener), async_=True, total_bytes=size, num_threads=num_threads,
+            open_options={}, updatables=[counter]), on_bytes, stop, f"writing {remote}")
+        hasher.join()
+        if isinstance(local_sum[0], BaseException):
+            raise local_sum[0]
+        remote_sum = self.checksum(remote, force=True)
+        if remote_sum != local_sum[0]:
+            raise TransientError(f"checksum mismatch after upload of {remote}: {remote_sum} != {local_sum[0]}")
+        return local_sum[0]
+
+    def _get_parallel(self, remote: str, local: str, expected: str, on_bytes: Callable[[int], None],
+                      num_threads: int, stop: threading.Event | None) -> str:
+        objects = self.session.data_objects
+
+        def start(counter):
+            first = objects.open(remote, "r")  # the first stream; its close finalizes
+            return objects.parallel_get((remote, first), local, async_=True, num_threads=num_threads,
+                                        data_open_returned_values={}, updatables=[counter])
+
+        self._run_streams(start, on_bytes, stop, f"reading {remote}")
+        with open(local, "rb+") as fh:
+            os.fsync(fh.fileno())
+        got = _file_sha2(local)
+        if got != expected:
+            raise TransientError(f"checksum mismatch after download of {remote}: {got} != {expected}")
+        return got
+
+    def _run_streams(self, start: Callable, on_bytes: Callable[[int], None], stop: threading.Event | None,
+                     what: str) -> None:
+        """Start a non-blocking parallel transfer and supervise its streams until all are done.
+
+        A stream that fails, ``on_bytes`` raising (the engine aborting) or ``stop`` quits every stream;
+        the session is then reset, which closes the streams' connections (the server finalizes them).
+        """
+        problems: list[BaseException] = []
+
+        def counter(n: int) -> None:  # in a stream's thread: record, the supervisor below stops them all
+            if problems:
+                return
+            try:
+                on_bytes(n)
+            except BaseException as exc:  # noqa: BLE001 - handed to the supervisor
+                problems.append(exc)
+
+        try:
+            notify = start(counter)
+        except BaseException as exc:
+            self._reset()  # the first stream may be open (the replica locked): closing its connection ends it
+            if isinstance(exc, (StagerError, PermissionError, FileNotFoundError, IsADirectoryError)):
+                raise
+            if isinstance(exc, Exception):
+                raise translate(exc, what) from None
+            raise
+        mgr = notify.keep.get("mgr")  # gone once every stream is done
+        pending = set(notify.futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            problems += [f.exception() for f in done if f.exception() is not None]
+            if problems or (stop is not None and stop.is_set()):
+                break
+        else:
+            if all(f.result() is not None for f in notify.futures):
+                return
+            problems.append(TransientError(f"a parallel stream stopped early while {what}"))
+        quitter = None
+        if mgr is not None:  # break the streams' barrier and stop them at their next chunk
+            quitter = threading.Thread(target=mgr.quit, name="stager-quit", daemon=True)
+            quitter.start()
+            quitter.join(2)
+        self._reset()  # also wakes a stream blocked on the network
+        if quitter is not None:
+            quitter.join(30)
+        first = next((p for p in problems if isinstance(p, StagerError)), None)
+        if first is not None:
+            raise first
+        if problems and isinstance(problems[0], (PermissionError, FileNotFoundError, IsADirectoryError)):
+            raise problems[0]
+        if problems:
+            raise translate(problems[0], what) from None
+        raise TransientError(f"stopped while {what}")
+
+    def _reset(self) -> None:
+        """Drop every connection of the session (streams left open by an aborted transfer)."""
+        try:
+            self.session.cleanup()
+        except Exception as exc:  # noqa: BLE001 - a broken connection: nothing more to close
+            log.debug("session cleanup after an aborted transfer: %r", exc)
+
+
+def _file_sha2(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return sha2_of(digest.digest())

@@ -5,10 +5,16 @@ The parent (the Airflow worker) starts ``python -m include.stager.runner`` and w
 runs as root the child gets the stager user's uid, gid and groups; otherwise only the worker's own
 user is accepted. The child writes one JSON event per line on stdout: ``progress``, then ``done``
 or ``error`` (with ``kind`` ``user`` or ``transient``).
+
+The child's interpreter is the worker's own unless ``python`` names another (the ``runner_python``
+setting): the worker's interpreter often lives where stager users cannot execute it (a pyenv under
+``/root``). Another interpreter of the same Python version gets the project and the worker's
+site-packages on ``PYTHONPATH``; both must be readable by the stager users.
 """
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import logging
@@ -17,6 +23,7 @@ import pwd
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -51,24 +58,40 @@ def identity(stager_user: str) -> dict:
     return {}
 
 
+def child_pythonpath(python: str, current: str = "") -> str:
+    """PYTHONPATH of the child: the project, plus this environment's site-packages for another interpreter."""
+    parts = [str(ROOT)]
+    if os.path.abspath(python) != os.path.abspath(sys.executable):  # a venv is known by its own path
+        for key in ("purelib", "platlib"):
+            path = sysconfig.get_paths()[key]
+            if path not in parts:
+                parts.append(path)
+    return os.pathsep.join([*parts, current]).rstrip(os.pathsep)
+
+
 def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
            cancel: threading.Event | None = None, on_start: Callable[[subprocess.Popen], None] | None = None,
-           log: logging.Logger | None = None) -> dict:
-    """Run the transfer described by ``spec`` as ``stager_user``; the final progress or a StagerError."""
+           log: logging.Logger | None = None, python: str | None = None) -> dict:
+    """Run the transfer described by ``spec`` as ``stager_user``; the final progress or a StagerError.
+
+    :param python: the interpreter of the child (default: the worker's).
+    """
     log = log or logging.getLogger(__name__)
+    python = python or sys.executable
     ident = identity(stager_user)
     home = ident.pop("home", None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = child_pythonpath(python, env.get("PYTHONPATH", ""))
     if home:
         env.update(HOME=home, USER=stager_user, LOGNAME=stager_user)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "include.stager.runner"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([python, "-m", "include.stager.runner"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env=env,
                                 start_new_session=True, text=True, **ident)
-    except PermissionError as exc:
+    except (PermissionError, FileNotFoundError) as exc:
         raise ConfigurationError(f"the transfer program cannot run as {stager_user!r}: {exc}; the Python "
-                                 "environment of the workers must be readable by every stager user") from None
+                                 "environment of the workers must be readable by every stager user "
+                                 "(see the runner_python setting)") from None
     if on_start:
         on_start(proc)
     stderr_lines: list[str] = []
@@ -80,7 +103,8 @@ def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
             del stderr_lines[:-50]
             log.info("%s", line)
 
-    threading.Thread(target=pump_stderr, daemon=True).start()
+    stderr_pump = threading.Thread(target=pump_stderr, daemon=True)
+    stderr_pump.start()
     watcher_stop = threading.Event()
 
     def watch_cancel():
@@ -91,8 +115,12 @@ def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
 
     threading.Thread(target=watch_cancel, daemon=True).start()
     try:
-        proc.stdin.write(json.dumps(spec))
-        proc.stdin.close()
+        try:
+            proc.stdin.write(json.dumps(spec))
+            proc.stdin.close()
+        except BrokenPipeError:  # the child died at once (e.g. a runner interpreter that cannot start)
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         result: dict | None = None
         for line in proc.stdout:
             try:
@@ -112,7 +140,11 @@ def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
     if cancel is not None and cancel.is_set():
         raise Cancelled("the job was cancelled")
     if result is None:
+        stderr_pump.join(5)
         tail = "\n".join(stderr_lines[-10:])
+        if "ModuleNotFoundError" in tail or "ImportError" in tail:
+            raise ConfigurationError(f"the transfer program cannot start with {python}: {tail}; the runner "
+                                     "interpreter must be the workers' Python version and read their site-packages")
         raise TransientError(f"the transfer process ended without a result (exit {proc.returncode}): {tail}")
     if result["event"] == "error":
         cls = {"user": UserError, "timeout": TransferTimeout, "cancelled": Cancelled}.get(result["kind"],
@@ -160,10 +192,12 @@ def child_main() -> int:
                 cancel.set()
 
     threading.Thread(target=orphan_watch, daemon=True).start()
-    logging.getLogger(__name__).info("running as uid=%s gid=%s", os.getuid(), os.getgid())
+    logging.getLogger(__name__).info("running as uid=%s gid=%s with %s", os.getuid(), os.getgid(), sys.executable)
     try:
         sync = Sync(parse_endpoint(spec["src"]), parse_endpoint(spec["dst"]), IrodsAccount(**spec["irods"]),
-                    threads=spec.get("threads", 4), timeout=spec.get("timeout", 0),
+                    threads=spec.get("threads", 4), num_threads=spec.get("num_threads", 4),
+                    parallel_threshold=spec.get("parallel_threshold", 32 * 1024 * 1024),
+                    timeout=spec.get("timeout", 0),
                     timeout_noprogress=spec.get("timeout_noprogress", 0),
                     report=lambda p: emit({"event": "progress", "progress": p.as_dict()}),
                     report_interval=spec.get("report_interval", 10), cancel=cancel)

@@ -1,6 +1,12 @@
 """Stager settings: defaults, overridden by ``SDP_STAGER_*`` environment variables or a dict.
 
 ``threads``            files transferred in parallel (each thread its own iRODS session)
+``num_threads``        parallel streams for one large file (python-irodsclient parallel put/get;
+                       capped by the library at the worker's CPU count); 1 = single stream
+``parallel_threshold`` files larger than this many bytes use ``num_threads`` streams
+``runner_python``      the interpreter the transfer child runs as the stager user (default: the
+                       worker's own); point it at one every stager user can execute, the worker's
+                       project and site-packages are then passed on PYTHONPATH
 ``report_interval``    seconds between progress reports
 ``admins``             e-mail addresses put in CC of failure alerts (and To: when the user gave none)
 ``from_email``         sender of notifications
@@ -24,6 +30,9 @@ DEFAULT_STREAMER_TIMEOUTS = {"MRI": [10800, 600], "MEG": [3600, 1800], "OPM": [1
 @dataclass(frozen=True)
 class StagerSettings:
     threads: int = 4
+    num_threads: int = 4
+    parallel_threshold: int = 32 * 1024 * 1024
+    runner_python: str = ""
     report_interval: float = 10.0
     admins: tuple[str, ...] = ("stager-admin@localhost",)
     from_email: str = "data-stager@localhost"
@@ -32,8 +41,12 @@ class StagerSettings:
 
 
 def _coerce(name: str, value):
-    if name == "threads":
+    if name in ("threads", "num_threads"):
         return max(1, int(value))
+    if name == "parallel_threshold":
+        return max(0, int(value))
+    if name == "runner_python":
+        return str(value or "")
     if name == "report_interval":
         return float(value)
     if name == "admins":

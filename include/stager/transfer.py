@@ -6,7 +6,9 @@
   so a re-run resumes where the last one stopped;
 - uploads register and verify a checksum, downloads verify it (and fail without one) and are
   written under a temporary name then renamed;
-- ``threads`` files in parallel, each thread with its own iRODS session;
+- ``threads`` files in parallel, each thread with its own iRODS session; a file larger than
+  ``parallel_threshold`` bytes moves in ``num_threads`` parallel streams (python-irodsclient parallel
+  put/get: one connection per stream on the replica's token);
 - progress ``{total, processed, failed}`` is reported every ``report_interval`` seconds;
 - the overall ``timeout`` and the ``timeout_noprogress`` (no byte moved, no file finished) stop
   the transfer with :class:`TransferTimeout`; ``cancel`` stops it with :class:`Cancelled`.
@@ -31,6 +33,8 @@ from include.stager.paths import Endpoint
 
 log = logging.getLogger(__name__)
 HASH_CHUNK = 4 * 1024 * 1024
+PARALLEL_THRESHOLD = 32 * 1024 * 1024
+MIN_STREAM_BYTES = 1024 * 1024
 TMP_SUFFIX = ".stager-part"
 
 
@@ -111,12 +115,15 @@ class Sync:
     def __init__(self, src: Endpoint, dst: Endpoint, account: IrodsAccount, *, threads: int = 4,
                  timeout: float = 0, timeout_noprogress: float = 0,
                  report: Callable[[Progress], None] | None = None, report_interval: float = 10.0,
-                 cancel: threading.Event | None = None,
+                 cancel: threading.Event | None = None, num_threads: int = 4,
+                 parallel_threshold: int = PARALLEL_THRESHOLD,
                  client_factory: Callable[[IrodsAccount], IrodsClient] = IrodsClient):
         if src.is_irods == dst.is_irods:
             raise UserError("one side of a job must be iRODS and the other POSIX")
         self.src, self.dst, self.account = src, dst, account
         self.threads = max(1, threads)
+        self.num_threads = max(1, num_threads)
+        self.parallel_threshold = max(0, parallel_threshold)
         self.timeout, self.timeout_noprogress = timeout, timeout_noprogress
         self.report = report or (lambda p: log.info("%s", p.line()))
         self.report_interval = report_interval
@@ -219,7 +226,7 @@ class Sync:
             remote_sum = item.remote.checksum or client.checksum(item.dst)
             if remote_sum == local_sha2(item.src, self._activity):
                 return False
-        client.put(item.src, item.dst, self._activity)
+        client.put(item.src, item.dst, self._activity, num_threads=self._streams(item), stop=self.abort)
         return True
 
     def _download(self, item: Item) -> bool:
@@ -235,12 +242,21 @@ class Sync:
             pass
         tmp = os.path.join(os.path.dirname(item.dst), f".{os.path.basename(item.dst)}{TMP_SUFFIX}")
         try:
-            self._client().get(item.src, tmp, item.remote.checksum, self._activity)
+            self._client().get(item.src, tmp, item.remote.checksum, self._activity,
+                               num_threads=self._streams(item), stop=self.abort)
             os.replace(tmp, item.dst)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return True
+
+    def _streams(self, item: Item) -> int:
+        """Parallel streams for this file: ``num_threads`` above the threshold (at most one per MiB, since
+        the library's streams wait for each other and one with an empty byte range never arrives), else 0."""
+        if item.size <= self.parallel_threshold:
+            return 0
+        n = min(self.num_threads, item.size // MIN_STREAM_BYTES)
+        return n if n > 1 else 0
 
     def _one(self, item: Item) -> None:
         upload = not self.src.is_irods
@@ -301,9 +317,9 @@ class Sync:
         dirs, items = self._plan_download(planner) if self.src.is_irods else self._plan_upload(planner)
         self.progress.total = len(items)
         self.progress.bytes_total = sum(i.size for i in items)
-        log.info("transfer %s -> %s: %d files, %d bytes, %d directories to create, %d threads",
-                 self.src.url(), self.dst.url(), len(items), self.progress.bytes_total, len(dirs),
-                 self.threads)
+        log.info("transfer %s -> %s: %d files, %d bytes, %d directories to create, %d threads, "
+                 "%d streams per file above %d bytes", self.src.url(), self.dst.url(), len(items),
+                 self.progress.bytes_total, len(dirs), self.threads, self.num_threads, self.parallel_threshold)
         self._make_dirs(planner, dirs)
         self.report(self.progress)
         next_report = time.monotonic() + self.report_interval

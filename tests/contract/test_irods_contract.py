@@ -8,13 +8,16 @@ expects the zone's root collection to be read-only for it.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 import irods.exception as iexc
+import irods.keywords as kw
 import pytest
+from irods.models import Collection, DataObject
 
 from include.stager.errors import UserError
-from include.stager.irods import IrodsAccount, IrodsClient
+from include.stager.irods import INTERMEDIATE_REPLICA_ACCESS, IrodsAccount, IrodsClient
 
 pytestmark = pytest.mark.contract
 REAL = all(os.environ.get(k)
@@ -122,3 +125,58 @@ def test_query_paging_over_500_rows(base):
         c.session.collections.create(f"{path}/c{i:03d}", recurse=False)
     colls, _ = c.walk(path)
     assert len(colls) == 510
+
+
+def test_parallel_streams_put_and_get_64mib(base, tmp_path):
+    """python-irodsclient parallel put/get (replica token, concurrent opens, replica_close, final close)."""
+    c, path = base
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as fh:
+        for _ in range(16):
+            fh.write(os.urandom(4 << 20))
+    moved = []
+    lock = threading.Lock()
+
+    def count(n):
+        with lock:
+            moved.append(n)
+
+    sum1 = c.put(str(src), f"{path}/big.bin", count, num_threads=4)
+    assert sum(moved) == 64 << 20
+    st = c.stat(f"{path}/big.bin")
+    assert (st.size, st.checksum) == (64 << 20, sum1)
+    replica = c.session.query(DataObject.replica_status).filter(
+        Collection.name == path, DataObject.name == "big.bin").one()
+    assert replica[DataObject.replica_status] == "1"  # good: finalized by the first stream's close
+    out = tmp_path / "back.bin"
+    assert c.get(f"{path}/big.bin", str(out), sum1, lambda n: None, num_threads=4) == sum1
+    assert out.stat().st_size == 64 << 20
+
+
+def test_an_open_replica_is_intermediate_and_needs_its_token(base, account):
+    """iRODS 4.2.9+ logical locking, which the parallel streams rely on."""
+    c, path = base
+    obj = f"{path}/locked"
+    objects = c.session.data_objects
+    first, raw = objects.open_with_FileRaw(obj, "w")
+    first.write(b"0123456789")
+    first.flush()
+    token, hierarchy = raw.replica_access_info()
+    assert token and hierarchy
+    status = c.session.query(DataObject.replica_status).filter(
+        Collection.name == path, DataObject.name == "locked").one()[DataObject.replica_status]
+    assert status == "2"  # intermediate
+    with IrodsClient(account) as other:
+        for mode in ("r", "a"):  # the replica named (no voting), without the token
+            with pytest.raises(INTERMEDIATE_REPLICA_ACCESS):
+                other.session.data_objects.open(obj, mode, create=False, **{kw.RESC_HIER_STR_KW: hierarchy})
+        second = other.session.data_objects.open(obj, "a", create=False, finalize_on_close=False,
+                                                  **{kw.REPLICA_TOKEN_KW: token, kw.RESC_HIER_STR_KW: hierarchy})
+        second.seek(10)
+        second.write(b"abcdef")
+        second.close()  # REPLICA_CLOSE: no finalization
+    first.close()  # finalizes
+    st = c.stat(obj)
+    assert st.size == 16
+    with objects.open(obj, "r") as fh:
+        assert fh.read() == b"0123456789abcdef"

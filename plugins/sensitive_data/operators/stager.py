@@ -117,6 +117,7 @@ class StagerTransferOperator(BaseOperator):
             "irods": {"host": account.host, "port": account.port, "zone": account.zone,
                       "user": account.user, "password": account.password},
             "threads": int(self.threads or settings.threads),
+            "num_threads": settings.num_threads, "parallel_threshold": settings.parallel_threshold,
             "timeout": job.timeout, "timeout_noprogress": job.timeout_noprogress,
             "report_interval": float(self.report_interval or settings.report_interval),
         }
@@ -135,7 +136,7 @@ class StagerTransferOperator(BaseOperator):
 
         try:
             result = run_as(spec, job.stagerUser, on_progress=on_progress, cancel=self._cancel,
-                            on_start=on_start, log=self.log)
+                            on_start=on_start, log=self.log, python=settings.runner_python or None)
         except (UserError, ConfigurationError) as exc:
             _fail(context, str(exc))
         except StagerError as exc:

@@ -70,6 +70,22 @@ def test_transfer_operator_runs_the_job_and_pushes_progress(tmp_path, connection
     assert "alice-secret" not in json.dumps(ti.xcom) + json.dumps(result)
 
 
+def test_transfer_settings_reach_the_child(tmp_path, connections, coll, monkeypatch):
+    monkeypatch.setenv("SDP_STAGER_RUNNER_PYTHON", "/usr/bin/python3")
+    monkeypatch.setenv("SDP_STAGER_NUM_THREADS", "3")
+    monkeypatch.setenv("SDP_STAGER_PARALLEL_THRESHOLD", "1048576")
+    seen = {}
+
+    def fake_run_as(spec, stager_user, **kw):
+        seen.update(spec=dict(spec), python=kw["python"])
+        return {"processed": 0, "skipped": 0, "bytes_done": 0, "total": 0, "failed": 0, "bytes_total": 0}
+
+    monkeypatch.setattr("sensitive_data.operators.stager.run_as", fake_run_as)
+    run(StagerTransferOperator(task_id="transfer"), job(str(tmp_path), f"irods:{coll}", connections))
+    assert seen["python"] == "/usr/bin/python3"
+    assert (seen["spec"]["num_threads"], seen["spec"]["parallel_threshold"]) == (3, 1 << 20)
+
+
 def test_plaintext_drpass_is_refused_before_any_transfer(tmp_path, connections, coll):
     params = {**job(str(tmp_path), f"irods:{coll}", connections), "drPass": "alice-secret"}
     for op in (StagerValidateJobOperator(task_id="validate"), StagerTransferOperator(task_id="transfer")):

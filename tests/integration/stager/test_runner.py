@@ -1,16 +1,14 @@
-"""The transfer as a child process running as the stager user."""
+"""The transfer as a child process running as the stager user (the uid switch itself: test_run_as_user)."""
 
 from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
 
 import pytest
 
 from include.stager import runner
-from include.stager.errors import ConfigurationError, UserError
+from include.stager.errors import UserError
 from tests.integration.stager.conftest import make_tree
 
 
@@ -50,27 +48,3 @@ def test_a_non_root_worker_only_acts_as_itself(monkeypatch):
     assert runner.identity("nobody") == {}
     with pytest.raises(UserError, match="can only transfer as 'nobody'"):
         runner.identity("root")
-
-
-def _nobody_can_run_python() -> bool:
-    try:
-        probe = subprocess.run([sys.executable, "-c", "0"], user="nobody", cwd="/", check=False)
-        return probe.returncode == 0
-    except PermissionError:
-        return False
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs a root worker")
-def test_a_root_worker_runs_the_transfer_with_the_users_uid(tmp_path, alice, coll):
-    """The child gets the user's uid: as ``nobody`` it cannot read a root-only tree (a user error),
-    or, where ``nobody`` cannot even run the workers' Python, the job is refused as a deployment error."""
-    secret = tmp_path / "secret"
-    make_tree(secret)
-    os.chmod(secret, 0o700)
-    ident = runner.identity("nobody")
-    assert ident["user"] == pwd.getpwnam("nobody").pw_uid and ident["group"] == pwd.getpwnam("nobody").pw_gid
-    expected = (UserError, "permission denied")
-    if not _nobody_can_run_python():
-        expected = (ConfigurationError, "cannot run as")
-    with pytest.raises(expected[0], match=expected[1]):
-        runner.run_as(spec(str(secret), f"irods:{coll}", alice), "nobody", on_progress=lambda p: None)

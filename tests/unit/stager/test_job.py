@@ -105,3 +105,11 @@ def test_streamer_job_and_modalities():
 def test_settings_from_environment_and_overrides():
     s = load_settings({"threads": "8"}, environ={"SDP_STAGER_ADMINS": "a@x, b@x", "SDP_STAGER_THREADS": "2"})
     assert s.threads == 8 and s.admins == ("a@x", "b@x")
+
+
+def test_parallel_stream_and_runner_settings():
+    d = load_settings(environ={})
+    assert (d.num_threads, d.parallel_threshold, d.runner_python) == (4, 32 << 20, "")
+    s = load_settings({"num_threads": 0}, environ={"SDP_STAGER_PARALLEL_THRESHOLD": "1000",
+                                                   "SDP_STAGER_RUNNER_PYTHON": "/usr/bin/python3"})
+    assert (s.num_threads, s.parallel_threshold, s.runner_python) == (1, 1000, "/usr/bin/python3")

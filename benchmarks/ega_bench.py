@@ -13,6 +13,14 @@ Rows ``{name, value, unit, baseline, ratio}``:
   150 MB budget. ``*_peak_rss_small``: the same for a 16 MB file (baseline: the large file's), to
   show that memory does not grow with size (ratio about 1.0).
 
+* ``e2e_files_per_s`` / ``e2e_wall``: ``BENCH_EGA_E2E_FILES`` (500) small encrypted files
+  triggered by the CEGA stand-in, then ``ega_ingest`` (``max_messages`` = the count,
+  ``batch_size`` ``BENCH_EGA_E2E_BATCH``, default 50) run through the REST API of a real Airflow
+  (LocalExecutor, SQLite) until every file is *ready*; baseline: the same files through the
+  ``include.ega`` pipeline functions in-process (drain, ingest, verify, accession; no Airflow),
+  against the same broker and CEGA stand-in, with a database of its own. ``BENCH_EGA_E2E=0``
+  leaves these rows out.
+
 The file is ``BENCH_SIZE_MB`` (default 1024) MB of random bytes, encrypted by the crypt4gh CLI.
 The page cache is warmed before each timing, for ours and the baseline alike.
 
@@ -139,6 +147,142 @@ def bench(enc: Path, sk: Path, work: Path) -> dict[str, float]:
     }
 
 
+def _small_files(n: int, node_pub: Path, out: Path) -> list[bytes]:
+    """``n`` small Crypt4GH files (1-20 KB of plaintext each), encrypted in-process for the node key."""
+    import io
+
+    from crypt4gh import lib
+    from crypt4gh.keys import get_public_key
+
+    pk = get_public_key(str(node_pub))
+    files = []
+    for i in range(n):
+        buf = io.BytesIO()
+        lib.encrypt([(0, os.urandom(32), pk)], io.BytesIO(os.urandom(1024 * (1 + i % 20))), buf)
+        files.append(buf.getvalue())
+    return files
+
+
+def _upload_and_trigger(stack, user: str, files: list[bytes]) -> None:
+    import httpx
+
+    inbox = Path(stack.vars["SDP_LOCAL"]) / "lega" / "inbox" / user
+    inbox.mkdir(parents=True, exist_ok=True)
+    cega = f"http://127.0.0.1:{stack.vars['SDP_CEGA_PORT']}"
+    with httpx.Client(timeout=30) as client:
+        for i, data in enumerate(files):
+            (inbox / f"f{i:04d}.c4gh").write_bytes(data)
+            client.post(f"{cega}/trigger", json={"user": user, "filepath": f"f{i:04d}.c4gh"}).raise_for_status()
+
+
+def _ready(connect, user: str) -> int:
+    with connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM files WHERE submission_user = %s AND status = 'ready'", (user,))
+        return cur.fetchone()[0]
+
+
+def _in_process(stack, user: str, n: int, work: Path, timeout: float) -> float:
+    """The baseline: drain, ingest, verify, accession with the include.ega functions, no Airflow."""
+    import psycopg2
+
+    from include.ega.broker import Broker, BrokerSettings
+    from include.ega.c4gh import load_private_key
+    from include.ega.db import Database, create_database
+    from include.ega.pipeline import Pipeline, drain, drain_accessions
+    from include.ega.storage import PosixArchive, PosixInbox
+
+    v, local = stack.vars, Path(stack.vars["SDP_LOCAL"]) / "lega"
+    name = f"ega_bench_{os.getpid()}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    create_database(admin, name)
+
+    def connect():
+        return psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=name)
+
+    db = Database(connect)
+    broker = Broker(BrokerSettings(exchange=v["SDP_LEGA_EXCHANGE"], files_queue=v["SDP_LEGA_FILES_QUEUE"],
+                                   accession_queue=v["SDP_LEGA_ACCESSION_QUEUE"],
+                                   dead_letter_queue=v["SDP_LEGA_DEAD_LETTER_QUEUE"]))
+    try:
+        db.migrate()
+        sk = load_private_key((local / "keys" / "lega.sec").read_text(), "devstack-lega")
+        pipeline = Pipeline(db, PosixInbox(local / "inbox"), PosixArchive(work / "archive-baseline"),
+                            lambda: [sk], broker.publish)
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        ids = drain(pipeline, broker, n)
+        pipeline.process(ids, ("ingest", "verify"))
+        while _ready(connect, user) < n:  # CEGA's accessions arrive on stableIDs
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"in-process: {_ready(connect, user)} of {n} ready after {timeout:.0f}s")
+            waiting = drain_accessions(pipeline, broker, n)
+            if waiting:
+                pipeline.process(waiting, ("accession",))
+            else:
+                time.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        broker.close()
+        db.close()
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def e2e(work: Path, n: int | None = None, batch_size: int | None = None, timeout: float = 900) -> list[dict]:
+    """End-to-end files/s through a real scheduler, against the same files in-process (see the module doc)."""
+    import psycopg2
+
+    from devstack.airflow_stack import AirflowStack
+    from include.ega.keygen import ensure_keypair
+
+    n = int(n or os.environ.get("BENCH_EGA_E2E_FILES", 500))
+    batch_size = int(batch_size or os.environ.get("BENCH_EGA_E2E_BATCH", 50))
+    # no scheduled run: its first interval ends far in the future, so only the triggered runs drain
+    stack = AirflowStack(work / "airflow", executor="LocalExecutor", services=["cega"],
+                         extra_env={"SDP_EGA_INGEST_INTERVAL_MINUTES": str(10**6)})
+    stack.start()
+    try:
+        local = Path(stack.vars["SDP_LOCAL"]) / "lega"
+        _, pub = ensure_keypair(local / "keys", "devstack-lega")
+        files = _small_files(n, pub, work)
+        _upload_and_trigger(stack, "bench-inprocess", files)
+        baseline = _in_process(stack, "bench-inprocess", n, work, timeout)
+        print(f"e2e: {n} files in-process in {baseline:.1f}s", file=sys.stderr)
+
+        _upload_and_trigger(stack, "bench-airflow", files)
+        stack.wait_for_dags(["ega_ingest"])
+        stack.unpause("ega_ingest")  # a paused DAG's triggered runs wait
+
+        def connect():
+            return psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=stack.vars["SDP_LEGA_DB"])
+
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        runs = 0
+        while True:
+            resp = stack.trigger("ega_ingest", {"max_messages": n, "batch_size": batch_size})
+            if resp.status_code != 200:
+                raise RuntimeError(f"triggering ega_ingest: {resp.status_code} {resp.text}")
+            runs += 1
+            result = stack.wait("ega_ingest", resp.json()["dag_run_id"], timeout=max(1, deadline - time.monotonic()))
+            if result.state != "success":
+                raise RuntimeError(f"ega_ingest failed: {result.explain()}")
+            if _ready(connect, "bench-airflow") >= n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Airflow: {_ready(connect, 'bench-airflow')} of {n} ready after {timeout:.0f}s")
+        airflow = time.perf_counter() - start
+        print(f"e2e: {n} files, batch {batch_size}: Airflow {airflow:.1f}s in {runs} run(s), "
+              f"in-process {baseline:.1f}s", file=sys.stderr)
+    finally:
+        stack.stop()
+    return [
+        row("e2e_files_per_s", n / airflow, "files/s", n / baseline),
+        row("e2e_wall", airflow, "s", baseline),
+    ]
+
+
 def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
     size_mb = int(size_mb or os.environ.get("BENCH_SIZE_MB", 1024))
     work = Path(tempfile.mkdtemp(prefix="ega-bench-", dir=workdir))
@@ -156,6 +300,8 @@ def run(size_mb: int | None = None, workdir: str | None = None) -> list[dict]:
         rows.append(row("verify_peak_rss", big["verify_rss"], "MB", RSS_BUDGET_MB))
         rows.append(row("ingest_peak_rss_small", small["ingest_rss"], "MB", big["ingest_rss"]))
         rows.append(row("verify_peak_rss_small", small["verify_rss"], "MB", big["verify_rss"]))
+        if os.environ.get("BENCH_EGA_E2E", "1") != "0":
+            rows += e2e(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows

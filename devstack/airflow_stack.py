@@ -204,6 +204,11 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "300",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "60",
+            # a worker killed mid-task (tests/e2e/test_ega_faults.py) is noticed within about 35 s
+            # rather than 5 minutes; the supervisors heartbeat every 5 s
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+            "SDP_EGA_RETRY_DELAY_SECONDS": "5",
         })
         if self.executor == "CeleryExecutor":
             redis_db = 1 + (abs(hash(str(self.home))) % 15)

@@ -34,6 +34,12 @@ from nacl.exceptions import CryptoError
 
 from include.ega.errors import UserError
 
+try:  # libsodium through PyNaCl's cffi module: decrypt in place, without PyNaCl's copies
+    from nacl._sodium import ffi as _ffi
+    from nacl._sodium import lib as _sodium
+except ImportError:  # pragma: no cover - PyNaCl always ships it; the portable path below still works
+    _ffi = _sodium = None
+
 MAGIC = b"crypt4gh"
 VERSION = 1
 SEGMENT_SIZE = 65536
@@ -116,20 +122,25 @@ def read_header(stream: BinaryIO) -> Header:
 class _HashThread:
     """Hash chunks in a thread of its own (hashlib releases the GIL on large updates)."""
 
-    def __init__(self, *algorithms: str, depth: int = QUEUE_DEPTH):
+    def __init__(self, *algorithms: str, depth: int = QUEUE_DEPTH, done: Callable[[bytearray], None] | None = None):
         self.hashes = [hashlib.new(a) for a in algorithms]
         self.queue: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.stopped = False
+        self.done = done
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            while (chunk := self.queue.get()) is not None:
+            while (item := self.queue.get()) is not None:
+                chunk, owner = item
                 if not self.stopped:
                     for h in self.hashes:
                         h.update(chunk)
+                del chunk
+                if owner is not None and self.done:
+                    self.done(owner)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in close()
             self.error = exc
 
@@ -147,14 +158,45 @@ class _HashThread:
 
 
 class _Hashers:
-    """One hashing thread per group of algorithms, fed the same chunks; stopped on any error."""
+    """One hashing thread per group of algorithms, fed the same chunks; stopped on any error.
 
-    def __init__(self, *groups: tuple[str, ...]):
-        self.threads = [_HashThread(*g) for g in groups]
+    ``buffer()`` lends one of a few reusable buffers of ``buffer_size`` bytes; ``put_buffer``
+    hands its first bytes to the threads, and the buffer comes back once every thread has hashed
+    it. Reusing buffers spares a fresh allocation (and its page faults) per chunk; the pool's
+    size bounds the memory: ``QUEUE_DEPTH + 2`` buffers.
+    """
+
+    def __init__(self, *groups: tuple[str, ...], buffer_size: int = 0):
+        self.threads = [_HashThread(*g, done=self._release) for g in groups]
+        self._free: queue.Queue = queue.Queue()
+        self._pending: dict[int, int] = {}
+        self._lock = threading.Lock()
+        if buffer_size:
+            for _ in range(QUEUE_DEPTH + 2):
+                self._free.put(bytearray(buffer_size))
+
+    def buffer(self) -> bytearray:
+        return self._free.get()
+
+    def _release(self, buf: bytearray) -> None:
+        with self._lock:
+            left = self._pending[id(buf)] = self._pending[id(buf)] - 1
+            if left == 0:
+                del self._pending[id(buf)]
+        if left == 0:
+            self._free.put(buf)
 
     def put(self, chunk: bytes) -> None:
         for t in self.threads:
-            t.queue.put(chunk)
+            t.queue.put((chunk, None))
+
+    def put_buffer(self, buf: bytearray, n: int) -> None:
+        """Hash ``buf[:n]``; the buffer goes back to the pool afterwards."""
+        view = memoryview(buf)[:n]
+        with self._lock:
+            self._pending[id(buf)] = len(self.threads)
+        for t in self.threads:
+            t.queue.put((view, buf))
 
     def close(self) -> list[list[str]]:
         return [t.close() for t in self.threads]
@@ -190,7 +232,7 @@ def split(
     header = read_header(stream)
     size = 0
     with _Hashers(("sha256", "md5") if md5 else ("sha256",), ("sha256",)) as hashers:
-        hashers.threads[0].queue.put(header.raw)
+        hashers.threads[0].queue.put((header.raw, None))
         while chunk := stream.read(COPY_CHUNK):
             out.write(chunk)
             hashers.put(chunk)
@@ -284,29 +326,83 @@ def _decrypt_segment(data: bytes, start: int, end: int, keys: list[bytes], index
     )
 
 
+def _readinto_full(stream: BinaryIO, buf: memoryview) -> int:
+    """Fill ``buf`` (fewer bytes only at the end); returns the count."""
+    readinto = getattr(stream, "readinto", None)
+    n = 0
+    while n < len(buf):
+        if readinto is not None:
+            got = readinto(buf[n:])
+        else:
+            data = stream.read(len(buf) - n)
+            got = len(data)
+            buf[n : n + got] = data
+        if not got:
+            break
+        n += got
+    return n
+
+
+def _decrypt_chunk_sodium(data: memoryview, length: int, keys: list[bytes], index: int, out: bytearray) -> int:
+    """Decrypt the segments in ``data[:length]`` straight into ``out`` (libsodium via cffi); returns the size."""
+    src = _ffi.from_buffer("unsigned char[]", data)
+    dst = _ffi.from_buffer("unsigned char[]", out)
+    mlen = _ffi.new("unsigned long long *")
+    decrypt = _sodium.crypto_aead_chacha20poly1305_ietf_decrypt
+    size = 0
+    for off in range(0, length, CIPHER_SEGMENT_SIZE):
+        clen = min(CIPHER_SEGMENT_SIZE, length - off) - NONCE_SIZE
+        if clen <= MAC_SIZE:
+            raise UserError(f"The encrypted data is truncated or corrupt (segment {index} is too short)")
+        for key in keys:
+            if decrypt(dst + size, mlen, _ffi.NULL, src + off + NONCE_SIZE, clen, _ffi.NULL, 0, src + off, key) == 0:
+                break
+        else:
+            raise UserError(
+                f"The encrypted data does not verify (MAC failure in segment {index}): the file is "
+                "corrupt, truncated or was modified after encryption. Upload it again."
+            )
+        size += mlen[0]
+        index += 1
+    del src, dst
+    return size
+
+
 def decrypt_body(body: BinaryIO, keys: list[bytes], progress: Callable[[int], None] | None = None) -> DecryptResult:
     """Decrypt the body segment by segment, computing sha256 and md5 of the plaintext.
 
-    The plaintext never leaves memory (a few MiB at most). The calling thread reads and decrypts,
-    two threads hash, so the work uses every core.
+    The plaintext never leaves memory (a few MiB at most). The calling thread reads and decrypts
+    (libsodium, straight from the read buffer into a pooled plaintext buffer), two threads hash,
+    so the work uses every core.
 
     :raises UserError: MAC failure (tampered, truncated or corrupt body)
     """
     size = 0
     index = 0
     chunk_size = CIPHER_SEGMENT_SIZE * CHUNK_SEGMENTS
-    with _Hashers(("sha256",), ("md5",)) as hashers:
-        while data := _read_full(body, chunk_size):
-            plain = []
-            for off in range(0, len(data), CIPHER_SEGMENT_SIZE):
-                end = min(off + CIPHER_SEGMENT_SIZE, len(data))
-                plain.append(_decrypt_segment(data, off, end, keys, index))
-                index += 1
-            chunk = b"".join(plain)
-            hashers.put(chunk)
-            size += len(chunk)
-            if progress:
-                progress(size)
+    with _Hashers(("sha256",), ("md5",), buffer_size=SEGMENT_SIZE * CHUNK_SEGMENTS if _sodium else 0) as hashers:
+        if _sodium is not None:
+            view = memoryview(bytearray(chunk_size))  # reused: only this thread reads into it
+            while n := _readinto_full(body, view):
+                out = hashers.buffer()
+                plain = _decrypt_chunk_sodium(view, n, keys, index, out)
+                index += -(-n // CIPHER_SEGMENT_SIZE)
+                hashers.put_buffer(out, plain)
+                size += plain
+                if progress:
+                    progress(size)
+        else:
+            while data := _read_full(body, chunk_size):
+                chunks = []
+                for off in range(0, len(data), CIPHER_SEGMENT_SIZE):
+                    end = min(off + CIPHER_SEGMENT_SIZE, len(data))
+                    chunks.append(_decrypt_segment(data, off, end, keys, index))
+                    index += 1
+                chunk = b"".join(chunks)
+                hashers.put(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(size)
         (sha256,), (md5sum,) = hashers.close()
     return DecryptResult(size=size, sha256=sha256, md5=md5sum)
 

@@ -150,7 +150,7 @@ class Pipeline:
         name = new_archive_name()
 
         def work():
-            with self.inbox.open(rec.user, rec.filepath) as src, self.archive.writer(name) as out:
+            with self.inbox.open(rec.user, rec.filepath) as src, self.archive.writer(name, tmp_key=file_id) as out:
                 res = c4gh.split(src, out, progress=Progress(f"file {file_id} archived"), md5="md5" in uploaded)
                 for typ, expected in uploaded.items():
                     got = res.file_sha256 if typ == "sha256" else res.file_md5

@@ -7,10 +7,15 @@ symlinks that leave the inbox).
 
 Archives (write side): a POSIX directory or an S3 bucket. Writes are atomic: a temporary name
 then a rename (POSIX), a multipart upload completed last (S3); a failed write leaves nothing.
+A writer killed outright (SIGKILL, OOM, a lost worker) cannot clean up: on POSIX the temporary
+file of a ``tmp_key`` (the file id) is locked while written, and the next writer of that key
+takes the unlocked leftover over, so a retry leaves no debris (S3: the unfinished multipart
+upload is invisible; a bucket lifecycle rule aborts it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import posixpath
@@ -188,7 +193,7 @@ class S3Inbox:
 class Archive(Protocol):
     location: str
 
-    def writer(self, name: str) -> Any: ...
+    def writer(self, name: str, tmp_key: str | None = None) -> Any: ...
     def open(self, path: str) -> BinaryIO: ...
     def size(self, path: str) -> int: ...
     def delete(self, path: str) -> None: ...
@@ -212,26 +217,60 @@ class PosixArchive:
             raise ValueError(f"invalid archive name {name!r}")
         return os.path.join(self.root, name)
 
+    def _locked_tmp(self, key: str) -> tuple[str, int]:
+        """Open and lock ``.tmp-<key>``, taking over a dead writer's leftover (emptied).
+
+        :raises TransientError: a live writer holds it (another worker on the same file)
+        """
+        self._path(key)  # a plain name
+        tmp = os.path.join(self.root, f".tmp-{key}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        for _ in range(5):
+            fd = os.open(tmp, flags, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise TransientError(f"archive: {key} is being written by another worker") from None
+            try:  # the name may have been renamed or removed by the writer that held the lock
+                current = os.stat(tmp, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(current, os.fstat(fd)):
+                os.ftruncate(fd, 0)
+                return tmp, fd
+            os.close(fd)
+        raise TransientError(f"archive: could not take the temporary file of {key}")
+
     @contextmanager
-    def writer(self, name: str) -> Iterator[BinaryIO]:
-        """Write ``name`` atomically: a hidden temporary file, fsync, then rename."""
+    def writer(self, name: str, tmp_key: str | None = None) -> Iterator[BinaryIO]:
+        """Write ``name`` atomically: a hidden temporary file, fsync, then rename.
+
+        :param tmp_key: names the temporary file (``.tmp-<tmp_key>``, locked while written) so
+            that a writer killed mid-copy leaves nothing the next writer of that key does not
+            take over; without it, a unique temporary name.
+        """
         os.makedirs(self.root, exist_ok=True)
         final = self._path(name)
-        tmp = os.path.join(self.root, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
-        f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed below on every path
+        if tmp_key is None:
+            tmp = os.path.join(self.root, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+            f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed below on every path
+        else:
+            tmp, fd = self._locked_tmp(tmp_key)
+            f = os.fdopen(fd, "wb", buffering=0)
         try:
             yield f
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
+            os.replace(tmp, final)  # still locked: nobody takes the file over in between
             f.close()
-            os.replace(tmp, final)
         except BaseException:
-            f.close()
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+            f.close()
             raise
 
     def open(self, path: str) -> BinaryIO:
@@ -296,7 +335,7 @@ class S3Archive:
         self.location = f"s3://{bucket}/{prefix}"
 
     @contextmanager
-    def writer(self, name: str) -> Iterator[BinaryIO]:
+    def writer(self, name: str, tmp_key: str | None = None) -> Iterator[BinaryIO]:
         w = _MultipartWriter(self.client, self.bucket, self.prefix + name, self.part_size)
         try:
             yield w

@@ -13,6 +13,7 @@ task with a retryable error; every step is idempotent, so a retry redoes only wh
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,6 +26,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from include.ega.errors import InvalidMessage, TransientError
 from include.ega.messages import validate
 from include.ega.pipeline import BatchResult, Pipeline, batches, drain
+
+# The first retry of a transient error waits this long (then twice as long each time, up to
+# 10 minutes). The e2e harness makes it short (devstack/airflow_stack.py).
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("SDP_EGA_RETRY_DELAY_SECONDS", "30")))
+# Airflow 3 takes a multiplier here: True would be 1.0, i.e. no backoff at all.
+RETRY_BACKOFF = 2.0
 
 
 class _EgaOperator(BaseOperator):
@@ -39,8 +46,8 @@ class _EgaOperator(BaseOperator):
         **kwargs: Any,
     ):
         kwargs.setdefault("retries", 3)
-        kwargs.setdefault("retry_delay", timedelta(seconds=30))
-        kwargs.setdefault("retry_exponential_backoff", True)
+        kwargs.setdefault("retry_delay", RETRY_DELAY)
+        kwargs.setdefault("retry_exponential_backoff", RETRY_BACKOFF)
         super().__init__(**kwargs)
         self.lega_db_conn_id = lega_db_conn_id
         self.lega_broker_conn_id = lega_broker_conn_id
@@ -245,8 +252,8 @@ class EgaAccessionOperator(_EgaOperator):
 EGA_DEFAULT_ARGS: dict[str, Any] = {
     "owner": "ega",
     "retries": 3,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
+    "retry_delay": RETRY_DELAY,
+    "retry_exponential_backoff": RETRY_BACKOFF,
     "max_retry_delay": timedelta(minutes=10),
 }
 

@@ -159,3 +159,35 @@ def test_s3_reader_is_buffered():
 
     r = io.BufferedReader(_S3Reader(io.BytesIO(b"x" * 10)))
     assert r.read(4) == b"xxxx" and r.read() == b"x" * 6
+
+
+def test_posix_archive_takes_over_a_killed_writers_leftover(tmp_path):
+    """A writer killed outright (no cleanup) leaves ``.tmp-<key>``; the next writer of the key reuses it."""
+    import multiprocessing
+    import signal
+
+    from include.ega.errors import TransientError
+
+    root = tmp_path / "archive"
+    arch = PosixArchive(root, fsync=False)
+    started = multiprocessing.Event()
+
+    def write_forever():
+        with arch.writer("first", tmp_key="file-1") as out:
+            out.write(b"x" * 1000)
+            started.set()
+            signal.pause()
+
+    proc = multiprocessing.get_context("fork").Process(target=write_forever)
+    proc.start()
+    assert started.wait(10)
+    with pytest.raises(TransientError, match="another worker"), arch.writer("second", tmp_key="file-1"):
+        pass  # a live writer holds the key
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-file-1"]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert sorted(p.name for p in root.iterdir()) == [".tmp-file-1"]  # the killed writer's debris
+    with arch.writer("second", tmp_key="file-1") as out:
+        out.write(b"body")
+    assert sorted(p.name for p in root.iterdir()) == ["second"]
+    assert arch.size("second") == 4

@@ -17,6 +17,23 @@ def _ok_or_raise(result: tuple[bool, str]) -> str:
     return message
 
 
+def address(conn_id: str) -> str:
+    """Where the connection points (host:port, or an endpoint URL), for messages; never credentials."""
+    from airflow.sdk import BaseHook  # noqa: PLC0415
+
+    conn = BaseHook.get_connection(conn_id)
+    if conn.port:
+        return f"{conn.host or ''}:{conn.port}"
+    return conn.host or conn.extra_dejson.get("endpoint_url", "") or "its configured address"
+
+
+def probe_hook(conn_id: str) -> str:
+    """The stock hook registered for the connection's type, and its ``test_connection()``."""
+    from airflow.sdk import BaseHook  # noqa: PLC0415
+
+    return _ok_or_raise(BaseHook.get_connection(conn_id).get_hook().test_connection())
+
+
 def probe_s3(conn_id: str) -> str:
     """List buckets at the connection's endpoint (the stock test calls AWS STS, absent from S3-only endpoints)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: PLC0415 - keep DAG parsing light

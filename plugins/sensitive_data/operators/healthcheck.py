@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from airflow.sdk.module_loading import import_string
+
+from sensitive_data.hooks import health
 
 
 class SystemUnhealthy(AirflowException):
@@ -40,28 +42,16 @@ class HealthCheckOperator(BaseOperator):
             raise AirflowSkipException(f"{self.task_id} not among the systems asked for: {', '.join(wanted)}")
         where = f"{self.system} (connection '{self.conn_id}')"
         try:
-            conn = BaseHook.get_connection(self.conn_id)
+            at = health.address(self.conn_id)
         except Exception as exc:  # noqa: BLE001 - any lookup failure means the same to an operator
             raise SystemUnhealthy(f"{where}: the connection is not configured ({type(exc).__name__}). "
                                   f"Add it to airflow_settings.yaml or the secrets backend.") from None
-        if conn.port:
-            address = f"{conn.host or ''}:{conn.port}"
-        else:
-            address = conn.host or conn.extra_dejson.get("endpoint_url", "")
+        probe = health.probe_hook if self.probe == "hook" else import_string(self.probe)
         try:
-            if self.probe == "hook":
-                ok, message = conn.get_hook().test_connection()
-                if not ok:
-                    raise RuntimeError(message)
-                seen = message
-            else:
-                seen = import_string(self.probe)(self.conn_id)
-        except SystemUnhealthy:
-            raise
+            seen = probe(self.conn_id)
         except Exception as exc:  # noqa: BLE001 - every failure is reported the same plain way
             reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             hint = f" What to do: {self.hint}." if self.hint else ""
-            raise SystemUnhealthy(f"{where} at {address or 'its configured address'} is not usable: "
-                                  f"{reason}.{hint}") from None
-        self.log.info("%s at %s: OK (%s)", where, address, seen)
+            raise SystemUnhealthy(f"{where} at {at} is not usable: {reason}.{hint}") from None
+        self.log.info("%s at %s: OK (%s)", where, at, seen)
         return f"OK: {seen}"

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -22,17 +23,32 @@ def row(name: str, value: float, unit: str, baseline: float) -> dict:
     }
 
 
+# A forked child counts its parent's resident pages until it execs, so ru_maxrss of a child of a
+# large process (the benchmark runner after an Airflow stack or a big tree) is at least the
+# parent's size. The measured program is therefore forked from this small launcher instead.
+_LAUNCH = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def timed_child(argv: list[str], capture: bool = False, **kwargs) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB of that child alone via wait4, its stdout if captured)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if capture else kwargs.pop("stdout", None), **kwargs)
-    out = proc.stdout.read().decode() if capture and proc.stdout else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{argv[:3]} failed with exit {proc.returncode}")
-    return wall, usage.ru_maxrss / 1024, out
+    """(wall seconds, peak RSS MB of the program alone, its stdout if captured)."""
+    with tempfile.NamedTemporaryFile(prefix="rss-", suffix=".txt") as rss_file:
+        start = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", _LAUNCH, rss_file.name, *argv],
+                             stdout=subprocess.PIPE if capture else kwargs.pop("stdout", None), **kwargs)
+        wall = time.perf_counter() - start
+        if res.returncode:
+            raise RuntimeError(f"{argv[:3]} failed with exit {res.returncode}")
+        rss_kb = int(open(rss_file.name).read() or 0)
+    return wall, rss_kb / 1024, res.stdout.decode() if capture and res.stdout else ""
 
 
 def main(run: Callable[..., list[dict]], description: str, argv: list[str] | None = None,

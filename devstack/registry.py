@@ -156,5 +156,7 @@ register(
 # project's own key tool, run as a program (devstack imports nothing from include/).
 BOOTSTRAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("EGA inbox and archive directories", ("mkdir", "-p", "{local}/lega/inbox", "{local}/lega/archive")),
-    ("EGA node Crypt4GH key pair", ("{python}", "-m", "include.ega.keygen", "{local}/lega/keys")),
+    # the development passphrase is the lega_keys connection's password in airflow_settings.yaml
+    ("EGA node Crypt4GH key pair", ("env", "LEGA_KEY_PASSPHRASE=devstack-lega",
+                                    "{python}", "-m", "include.ega.keygen", "{local}/lega/keys")),
 )

@@ -32,7 +32,12 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    sec, pub = ensure_keypair(argv[0], os.environ.get("LEGA_KEY_PASSPHRASE", "devstack-lega"))
+    passphrase = os.environ.get("LEGA_KEY_PASSPHRASE")
+    if not passphrase:
+        print("error: set LEGA_KEY_PASSPHRASE to the passphrase that locks the node's private key "
+              "(the lega_keys connection's password)", file=sys.stderr)
+        return 2
+    sec, pub = ensure_keypair(argv[0], passphrase)
     print(f"node key pair: {sec} {pub}")
     return 0
 

@@ -1,45 +1,35 @@
 """Stream an input tree into an encrypted archive: tar (gzip or not), then Crypt4GH, with its sha512.
 
-The layers are small file objects over each other, none holding more than one segment::
+    tar (``include.hpcs.tarblocks``) -> [gzip] -> Crypt4GH seal + write -> sha512   (``include.hpcs.sealing``)
 
-    tarfile (mode "w|")  ->  GzipLayer (optional)  ->  Crypt4GHWriter  ->  HashingSink  ->  file
-
-``Crypt4GHWriter`` writes a Crypt4GH v1 file the way ``crypt4gh.lib.encrypt`` does (header made with
-``crypt4gh.header``, 64 KiB segments sealed with ChaCha20-Poly1305 under one session key), but as a
-writable stream, so that no temporary clear-text archive ever exists. ``HashingSink`` computes the
-sha512 of exactly the bytes written to disk; it can run in a thread of its own so that hashing and
-disk writes overlap with compression and encryption.
-
-Memory stays flat whatever the input size: a few segments in flight at most.
+The tar writer fills 1 MiB blocks straight from the input files; each later stage runs in a
+thread of its own, so that reading, compression, encryption, writing and hashing overlap on a
+machine with several cores. No clear-text archive ever exists on disk; the sha512 is that of
+exactly the bytes written. Memory stays flat whatever the input size: a few blocks per stage.
 """
 
 from __future__ import annotations
 
 import grp
 import hashlib
-import io
 import os
 import pwd
-import queue
 import stat
-import tarfile
 import threading
-import zlib
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from crypt4gh import SEGMENT_SIZE, header, sodium
+from crypt4gh import sodium
 from crypt4gh.keys.c4gh import MAGIC_WORD, encode_string
 
 from include.hpcs.errors import HpcsUserError
+from include.hpcs.sealing import BLOCK_SIZE, SealingChain
+from include.hpcs.tarblocks import DIRTYPE, LNKTYPE, RECORDSIZE, SYMTYPE, BlockTar, FileChangedError, member_header
 
 COMPRESSIONS = ("gzip", "none")
-GZIP_LEVEL = 6  # what `gzip` and `tar czf` use; tarfile's "w|gz" is hard-wired to 9, much slower
 SUFFIX = {"gzip": ".tar.gz.c4gh", "none": ".tar.c4gh"}
-TAR_BUFSIZE = 256 * 1024
-COPY_BUFSIZE = 1024 * 1024
 MAX_LISTED = 5
 
 ProgressFn = Callable[[int, int, int], None]  # (files_done, tar_bytes_done, tar_bytes_expected)
@@ -84,199 +74,6 @@ def public_key_from_pem(data: bytes) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# Stream layers
-# --------------------------------------------------------------------------------------------
-
-
-class _Offload:
-    """Runs ``fn(item)`` for each submitted item in a thread of its own, in order, through a small
-    bounded queue; the first error is raised to the producer (at its next submit, or at close)."""
-
-    def __init__(self, fn: Callable[[bytes], None], depth: int = 8):
-        self._fn = fn
-        self._error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._drain, name="hpcs-archive", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is None:
-                try:
-                    self._fn(item)
-                except BaseException as exc:  # noqa: BLE001 - handed back to the producer
-                    self._error = exc
-
-    def submit(self, item: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(item)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
-class HashingSink(io.RawIOBase):
-    """Writes to ``out`` and computes the sha512 and size of what was written.
-
-    With ``threaded=True`` the hashing and the writes run in a thread of their own (both release
-    the GIL).
-    """
-
-    def __init__(self, out, *, threaded: bool = False):
-        super().__init__()
-        self._out = out
-        self.sha512 = hashlib.sha512()
-        self.size = 0
-        self._offload = _Offload(self._put) if threaded else None
-
-    def writable(self) -> bool:
-        return True
-
-    def _put(self, data: bytes) -> None:
-        self.sha512.update(data)
-        self._out.write(data)
-
-    def write(self, data) -> int:
-        data = bytes(data)
-        self.size += len(data)
-        if self._offload is not None:
-            self._offload.submit(data)
-        else:
-            self._put(data)
-        return len(data)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        super().close()
-        if self._offload is not None:
-            self._offload.close()
-
-    def hexdigest(self) -> str:
-        return self.sha512.hexdigest()
-
-
-class Crypt4GHWriter(io.RawIOBase):
-    """A writable stream that Crypt4GH-encrypts what it is given into ``sink``.
-
-    :param sink: where the encrypted bytes go (header first, then the sealed segments)
-    :param recipient_public_keys: X25519 public keys that may decrypt
-    :param threaded: seal segments (and write them to ``sink``) in a thread of its own, so that
-        encryption runs while the producer compresses (zlib releases the GIL)
-    """
-
-    def __init__(self, sink, recipient_public_keys: list[bytes], *, threaded: bool = False):
-        super().__init__()
-        self._sink = sink
-        self._session_key = os.urandom(32)
-        sender_sk = os.urandom(32)  # ephemeral, as `crypt4gh encrypt` without --sk
-        packet = header.make_packet_data_enc(0, self._session_key)
-        packets = header.encrypt(packet, [(0, sender_sk, pk) for pk in recipient_public_keys])
-        sink.write(header.serialize(packets))
-        self._segment = bytearray(SEGMENT_SIZE)
-        self._filled = 0
-        self._cipher = bytearray(SEGMENT_SIZE + 28)
-        self.plain_bytes = 0
-        self._offload = _Offload(self._seal_now) if threaded else None
-
-    def writable(self) -> bool:
-        return True
-
-    def _seal_now(self, segment) -> None:
-        clen = sodium.chacha20poly1305_encrypt(self._cipher, segment, self._session_key)
-        self._sink.write(self._cipher[:clen])
-
-    def _seal(self, segment) -> None:
-        if self._offload is not None:
-            self._offload.submit(bytes(segment))
-        else:
-            self._seal_now(segment)
-
-    def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        n = len(view)
-        self.plain_bytes += n
-        pos = 0
-        if self._filled:
-            take = min(SEGMENT_SIZE - self._filled, n)
-            self._segment[self._filled : self._filled + take] = view[:take]
-            self._filled += take
-            pos = take
-            if self._filled == SEGMENT_SIZE:
-                self._seal(self._segment)
-                self._filled = 0
-        while n - pos >= SEGMENT_SIZE:
-            self._seal(view[pos : pos + SEGMENT_SIZE])
-            pos += SEGMENT_SIZE
-        if pos < n:
-            rest = n - pos
-            self._segment[:rest] = view[pos:]
-            self._filled = rest
-        return n
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        if self._filled:
-            self._seal(memoryview(self._segment)[: self._filled])
-            self._filled = 0
-        super().close()
-        if self._offload is not None:
-            self._offload.close()
-
-
-class GzipLayer(io.RawIOBase):
-    """gzip-compresses what it is given into ``out`` (a member with a standard gzip header)."""
-
-    def __init__(self, out, level: int = GZIP_LEVEL):
-        super().__init__()
-        self._out = out
-        self._zip = zlib.compressobj(level, zlib.DEFLATED, 31)  # 16 + 15: gzip wrapper
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        chunk = self._zip.compress(data)
-        if chunk:
-            self._out.write(chunk)
-        return len(data)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self._out.write(self._zip.flush())
-        super().close()
-
-
-class _Counting(io.RawIOBase):
-    """Counts the tar bytes and reports progress."""
-
-    def __init__(self, out, report: Callable[[int], None] | None):
-        super().__init__()
-        self._out = out
-        self.count = 0
-        self._report = report
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        n = self._out.write(data)
-        self.count += len(data)
-        if self._report is not None:
-            self._report(self.count)
-        return n
-
-
-# --------------------------------------------------------------------------------------------
 # Input
 # --------------------------------------------------------------------------------------------
 
@@ -306,6 +103,18 @@ def _listing(items: list[str]) -> str:
     return shown + (f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
+def _check_input_path(path: Path, staging_root: str | os.PathLike | None) -> None:
+    """The input exists, is not itself a link, and lies in the staging area."""
+    if not os.path.lexists(path):
+        raise HpcsUserError(f"input {str(path)!r} does not exist in the staging area")
+    if path.is_symlink():
+        raise HpcsUserError(f"input {str(path)!r} is a symbolic link: give the real directory or file")
+    if staging_root is not None:
+        root_real = Path(os.path.realpath(staging_root))
+        if not _within(root_real, Path(os.path.realpath(path))):
+            raise HpcsUserError(f"input {str(path)!r} is outside the staging area {str(staging_root)!r}")
+
+
 def scan_input(input_path: str | os.PathLike, staging_root: str | os.PathLike | None = None) -> InputSummary:
     """Check the input before anything is written; raise ``HpcsUserError`` saying what is wrong.
 
@@ -315,14 +124,7 @@ def scan_input(input_path: str | os.PathLike, staging_root: str | os.PathLike | 
     modes, mtimes and link targets) tells whether the input changed since an earlier run.
     """
     path = Path(input_path)
-    if not os.path.lexists(path):
-        raise HpcsUserError(f"input {str(path)!r} does not exist in the staging area")
-    if path.is_symlink():
-        raise HpcsUserError(f"input {str(path)!r} is a symbolic link: give the real directory or file")
-    if staging_root is not None:
-        root_real = Path(os.path.realpath(staging_root))
-        if not _within(root_real, Path(os.path.realpath(path))):
-            raise HpcsUserError(f"input {str(path)!r} is outside the staging area {str(staging_root)!r}")
+    _check_input_path(path, staging_root)
     real_root = Path(os.path.realpath(path))
     st = path.lstat()
     digest = hashlib.sha256()
@@ -349,45 +151,51 @@ def scan_input(input_path: str | os.PathLike, staging_root: str | os.PathLike | 
             raise HpcsUserError(f"input directory {str(path)!r} is not readable by the pipeline")
         if not any(os.scandir(path)):
             raise HpcsUserError(f"input directory {str(path)!r} is empty")
-        for dirpath, dirnames, filenames in os.walk(path, onerror=lambda e: unreadable.append(str(e.filename))):
-            dirnames.sort()
-            base = Path(dirpath)
-            for name in sorted(dirnames + filenames):
-                full = base / name
-                rel = str(full.relative_to(path))
+        abs_root = os.path.abspath(path)
+        pending = [(str(path), "")]  # directories to list, as os.walk visits them
+        while pending:
+            dirpath, rel_dir = pending.pop(0)
+            try:
+                with os.scandir(dirpath) as listing:
+                    children = sorted(listing, key=lambda e: e.name)
+            except OSError:
+                unreadable.append((rel_dir or ".") + "/")
+                continue
+            subdirs = []
+            for entry in children:
+                rel = rel_dir + entry.name
                 try:
-                    est = full.lstat()
+                    est = entry.stat(follow_symlinks=False)
                 except OSError:
                     unreadable.append(rel)
                     continue
                 mode = est.st_mode
-                if stat.S_ISLNK(mode):
-                    target = os.readlink(full)
-                    summary.links += 1
-                    note(rel, est, target)
-                    resolved = (
-                        Path(os.path.normpath(base / target))
-                        if not os.path.isabs(target)
-                        else Path(os.path.normpath(target))
-                    )
-                    # os.walk does not descend into links; tarfile stores them as links.
-                    if not _within(path.absolute(), resolved.absolute()) or not _within(
-                        real_root, Path(os.path.realpath(full))
-                    ):
-                        summary.outside_links.append(rel)
-                elif stat.S_ISDIR(mode):
-                    summary.dirs += 1
-                    note(rel, est)
-                    if not os.access(full, os.R_OK | os.X_OK):
-                        unreadable.append(rel + "/")
-                elif stat.S_ISREG(mode):
+                if stat.S_ISREG(mode):
                     summary.files += 1
                     summary.bytes += est.st_size
                     note(rel, est)
-                    if not os.access(full, os.R_OK):
+                    if not os.access(entry.path, os.R_OK):
                         unreadable.append(rel)
+                elif stat.S_ISDIR(mode):
+                    summary.dirs += 1
+                    note(rel, est)
+                    if os.access(entry.path, os.R_OK | os.X_OK):
+                        subdirs.append((entry.path, rel + "/"))
+                    else:
+                        unreadable.append(rel + "/")
+                elif stat.S_ISLNK(mode):
+                    target = os.readlink(entry.path)
+                    summary.links += 1
+                    note(rel, est, target)
+                    resolved = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(entry.path)), target))
+                    # never followed: tar stores it as a link
+                    if not _within(Path(abs_root), Path(resolved)) or not _within(
+                        real_root, Path(os.path.realpath(entry.path))
+                    ):
+                        summary.outside_links.append(rel)
                 else:
                     special.append(rel)
+            pending[:0] = subdirs  # depth first, in name order
     else:
         raise HpcsUserError(f"input {str(path)!r} is neither a directory nor a regular file")
     if unreadable:
@@ -449,12 +257,17 @@ def _entries(path: Path):
                 yield os.path.join(dirpath, name), prefix + name
 
 
-class _Members:
-    """Adds entries to a tar stream from ``lstat`` (a symbolic link is never followed), with hard
-    links stored once and owner names looked up once per uid/gid (``TarFile.add`` asks ``pwd``
-    and ``grp`` for every file, which dominates with many small files)."""
+# O_NOFOLLOW: a file swapped for a link after its lstat is refused, never followed;
+# O_NONBLOCK: one swapped for a fifo does not block the open (the inode check then fails it)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
-    def __init__(self, tar: tarfile.TarFile):
+
+class _Members:
+    """Adds entries to a tar stream from ``lstat``: a symbolic link is stored as a link, never
+    followed (files are opened with ``O_NOFOLLOW``, and must still be the inode that was
+    ``lstat``-ed); hard links are stored once; owner names are looked up once per uid/gid."""
+
+    def __init__(self, tar: BlockTar):
         self.tar = tar
         self.users: dict[int, str] = {}
         self.groups: dict[int, str] = {}
@@ -478,57 +291,67 @@ class _Members:
 
     def add(self, path: str, arcname: str) -> None:
         st = os.lstat(path)
-        info = tarfile.TarInfo(arcname)
-        info.mode = stat.S_IMODE(st.st_mode)
-        info.uid, info.gid = st.st_uid, st.st_gid
-        info.uname, info.gname = self._user(st.st_uid), self._group(st.st_gid)
-        info.mtime = int(st.st_mtime)
         mode = st.st_mode
+        meta = {
+            "mode": stat.S_IMODE(mode),
+            "uid": st.st_uid,
+            "gid": st.st_gid,
+            "uname": self._user(st.st_uid),
+            "gname": self._group(st.st_gid),
+            "mtime": int(st.st_mtime),
+        }
         if stat.S_ISREG(mode):
             key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self.inodes:
-                info.type, info.linkname = tarfile.LNKTYPE, self.inodes[key]
-                self.tar.addfile(info)
-                return
             if st.st_nlink > 1:
+                if key in self.inodes:
+                    self.tar.write(member_header(arcname, type=LNKTYPE, linkname=self.inodes[key], **meta))
+                    return
                 self.inodes[key] = arcname
-            info.size = st.st_size
-            with open(path, "rb") as f:
-                self.tar.addfile(info, f)
+            fd = os.open(path, _OPEN_FLAGS)
+            try:
+                self.tar.write(member_header(arcname, size=st.st_size, **meta))
+                try:
+                    self.tar.file_contents(fd, st.st_size)
+                except FileChangedError as exc:
+                    raise HpcsUserError(
+                        f"input file {arcname!r} changed while it was archived ({exc}); run again"
+                    ) from None
+                # checked once the contents are in the stream: on a mismatch the whole archive is dropped
+                now = os.fstat(fd)
+                if (now.st_dev, now.st_ino) != key:
+                    raise HpcsUserError(f"input entry {arcname!r} was replaced while it was archived; run again")
+                if now.st_size != st.st_size or now.st_mtime_ns != st.st_mtime_ns:
+                    raise HpcsUserError(f"input file {arcname!r} changed while it was archived; run again")
+            finally:
+                os.close(fd)
         elif stat.S_ISDIR(mode):
-            info.type = tarfile.DIRTYPE
-            self.tar.addfile(info)
+            self.tar.write(member_header(arcname, type=DIRTYPE, **meta))
         elif stat.S_ISLNK(mode):
-            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
-            self.tar.addfile(info)
+            self.tar.write(member_header(arcname, type=SYMTYPE, linkname=os.readlink(path), **meta))
         else:
             raise HpcsUserError(f"cannot archive {arcname!r}: not a file, directory or symbolic link")
 
 
-class _Sealer:
-    """The encryption stage: Crypt4GH writer -> sha512 -> ``part`` (optionally in a thread)."""
+class _BackgroundScan(threading.Thread):
+    """``scan_input`` in a thread of its own, overlapping the archive's first seconds."""
 
-    def __init__(self, part: Path, public_key: bytes, threaded: bool):
-        self._raw = open(part, "wb", buffering=1024 * 1024)  # noqa: SIM115 - closed in finish/abort
-        self._sink = HashingSink(self._raw)
-        self.stream = Crypt4GHWriter(self._sink, [public_key], threaded=threaded)
+    def __init__(self, path: Path, staging_root: str | os.PathLike | None):
+        super().__init__(name="hpcs-scan", daemon=True)
+        self._args = (path, staging_root)
+        self.summary: InputSummary | None = None
+        self.error: BaseException | None = None
 
-    def finish(self) -> tuple[int, str]:
+    def run(self) -> None:
         try:
-            self.stream.close()
-            self._sink.close()
-            self._raw.flush()
-            os.fsync(self._raw.fileno())
-        finally:
-            self._raw.close()
-        return self._sink.size, self._sink.hexdigest()
+            self.summary = scan_input(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to prepare_archive
+            self.error = exc
 
-    def abort(self) -> None:
-        for close in (self.stream.close, self._sink.close, self._raw.close):
-            try:
-                close()
-            except Exception:  # noqa: BLE001,S110 - aborting: the first error is the one reported
-                pass
+    def result(self) -> InputSummary:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.summary
 
 
 def prepare_archive(
@@ -541,55 +364,71 @@ def prepare_archive(
     staging_root: str | os.PathLike | None = None,
     summary: InputSummary | None = None,
     progress: ProgressFn | None = None,
-    threaded: bool | None = None,
 ) -> ArchiveResult:
     """Tar ``input_path`` (as ``<basename>/...``), compress, Crypt4GH-encrypt for ``public_key``.
 
-    :param threaded: encrypt, hash and write in a thread of its own, overlapping the compression
-        (which releases the GIL); default: with gzip only (without, the hand-over costs more)
-
-    The archive is written as ``<name>.part`` and renamed into place once complete, so a
-    crash never leaves a truncated archive under its final name.
+    Tar, compression, encryption and sha512 run as a chain of threads (``include.hpcs.sealing``).
+    Without ``summary`` the input is scanned (``scan_input``) in a thread beside the archive: a
+    problem it finds fails the whole archive with the scan's full report, as a scan beforehand
+    would. The archive is written as ``<name>.part``, flushed to disk and renamed into place
+    once complete, so a failure or crash never leaves an archive under its final name.
     """
     path = Path(input_path)
     name = archive_name(secret_name, compression)
-    summary = summary or scan_input(path, staging_root)
+    scan: _BackgroundScan | None = None
+    if summary is None:
+        _check_input_path(path, staging_root)
+        scan = _BackgroundScan(path, staging_root)
     out = Path(out_dir) / name
     part = out.with_name(out.name + ".part")
-    expected = summary.bytes + 512 * (summary.files + summary.dirs + summary.links + 1) + 1024
     files_done = 0
 
-    def report(count: int) -> None:
-        if progress is not None:
-            progress(files_done, count, expected)
+    def expected() -> int:
+        s = summary or (scan.summary if scan is not None else None)
+        if s is None:
+            return 0
+        # contents, one header per entry and at most a block of padding per file, end blocks (a
+        # long name adds a header more: rare enough for a progress estimate)
+        return s.bytes + 512 * (2 * s.files + s.dirs + s.links + 1) + RECORDSIZE
 
-    stage = _Sealer(part, public_key, threaded=compression == "gzip" if threaded is None else threaded)
-    layer = GzipLayer(stage.stream) if compression == "gzip" else stage.stream
-    counting = _Counting(layer, report)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+    chain: SealingChain | None = None
     try:
-        with tarfile.open(
-            fileobj=counting,
-            mode="w|",
-            bufsize=TAR_BUFSIZE,
-            copybufsize=COPY_BUFSIZE,
-            format=tarfile.GNU_FORMAT,
-            encoding="utf-8",
-            errors="surrogateescape",
-        ) as tar:
-            members = _Members(tar)
-            for full, arcname in _entries(path):
-                try:
-                    members.add(full, arcname)
-                except OSError as exc:
-                    raise HpcsUserError(f"cannot read input entry {arcname!r}: {exc.strerror or exc}") from None
-                files_done += 1
-        if layer is not stage.stream:
-            layer.close()
-        size, digest = stage.finish()
-    except BaseException:
-        stage.abort()
+        if scan is not None:
+            scan.start()
+        chain = SealingChain(fd, [public_key], gzip=compression == "gzip")
+
+        def emit(block: bytearray, n: int) -> None:
+            chain.submit(block, n)
+            if progress is not None:
+                progress(files_done, tar.offset, expected())
+
+        tar = BlockTar(chain.acquire, emit, BLOCK_SIZE)
+        members = _Members(tar)
+        for full, arcname in _entries(path):
+            try:
+                members.add(full, arcname)
+            except OSError as exc:
+                raise HpcsUserError(f"cannot read input entry {arcname!r}: {exc.strerror or exc}") from None
+            files_done += 1
+        tar.close()
+        if scan is not None:
+            summary = scan.result()
+        if progress is not None:
+            progress(files_done, tar.offset, expected())
+        size, digest = chain.finish()
+        os.fsync(fd)
+    except BaseException as exc:
+        if chain is not None:
+            chain.abort(exc)
+        os.close(fd)
         part.unlink(missing_ok=True)
+        if scan is not None and scan.ident is not None:  # started: wait for its verdict
+            scan.join()
+            if scan.error is not None and scan.error is not exc and isinstance(exc, HpcsUserError | OSError):
+                raise scan.error from None  # the scan's report lists every offending entry
         raise
+    os.close(fd)
     os.replace(part, out)
     return ArchiveResult(
         name=name,
@@ -601,7 +440,7 @@ def prepare_archive(
         dirs=summary.dirs,
         links=summary.links,
         input_bytes=summary.bytes,
-        tar_bytes=counting.count,
+        tar_bytes=tar.offset,
         outside_links=list(summary.outside_links),
         input_fingerprint=summary.fingerprint,
     )

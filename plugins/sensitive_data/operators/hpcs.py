@@ -241,15 +241,11 @@ class HpcsPrepareOperator(HpcsBaseOperator):
             secret_name = validate_secret_name(self.secret_name or default_secret_name(str(path)))
             if self.compression not in ("gzip", "none"):
                 raise HpcsUserError(f"compression must be 'gzip' or 'none', not {self.compression!r}")
-            summary = scan_input(path, staging)
-            if summary.outside_links:
-                self.log.warning(
-                    "%d symbolic link(s) point outside the input; they are stored as links and not followed: %s",
-                    len(summary.outside_links),
-                    ", ".join(summary.outside_links[:10]),
-                )
             state = scratch.load_state()
-            reused = self._reusable(scratch, state, summary.fingerprint, secret_name)
+            # an earlier attempt left an archive: scan first, to reuse it if the input is unchanged;
+            # otherwise prepare_archive scans in a thread beside the archive
+            summary = scan_input(path, staging) if state.get("archive") else None
+            reused = self._reusable(scratch, state, summary.fingerprint, secret_name) if summary else None
             if reused is not None:
                 self.log.info(
                     "input unchanged since an earlier attempt of this run: reusing archive %s (sha512 %s...)",
@@ -261,15 +257,21 @@ class HpcsPrepareOperator(HpcsBaseOperator):
                 keys = KeyPair.generate()
                 write_private_file(scratch.private_key_path, keys.private_pem())
                 write_private_file(scratch.public_key_path, keys.public_pem())
-                progress = Progress("prepare", summary.bytes, self.log.info)
+                progress = Progress("prepare", summary.bytes if summary else 0, self.log.info)
+
+                def report(files: int, done: int, total: int) -> None:
+                    progress.total = total  # known once the input scan is done
+                    progress(done, f", {files} entries")
+
                 result = prepare_archive(
                     path,
                     scratch.archive_dir,
                     keys.public,
                     secret_name=secret_name,
                     compression=self.compression,
+                    staging_root=staging,
                     summary=summary,
-                    progress=lambda files, done, total: progress(done, f", {files} entries"),
+                    progress=report,
                 )
                 progress.done = result.tar_bytes
                 progress.finish(
@@ -278,6 +280,12 @@ class HpcsPrepareOperator(HpcsBaseOperator):
                 )
                 archive = result.to_dict() | {"secret_name": secret_name}
                 scratch.update_state(archive=archive, vault=None, shipped=None)
+            if archive["outside_links"]:
+                self.log.warning(
+                    "%d symbolic link(s) point outside the input; they are stored as links and not followed: %s",
+                    len(archive["outside_links"]),
+                    ", ".join(archive["outside_links"][:10]),
+                )
         return {
             "archive_path": archive["path"],
             "archive_name": archive["name"],

@@ -8,8 +8,6 @@ from crypt4gh import SEGMENT_SIZE
 
 from include.hpcs import archive as archive_mod
 from include.hpcs.archive import (
-    Crypt4GHWriter,
-    HashingSink,
     archive_name,
     prepare_archive,
     public_key_from_pem,
@@ -17,13 +15,13 @@ from include.hpcs.archive import (
     sha512_file,
 )
 from include.hpcs.errors import HpcsUserError
+from include.hpcs.sealing import BLOCK_SIZE, SealingChain
 
 from .conftest import decrypt_bytes, open_tar
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
-@pytest.mark.parametrize("threaded", [True, False])
-def test_round_trip(tree, keys, tmp_path, compression, threaded):
+def test_round_trip(tree, keys, tmp_path, compression):
     out = tmp_path / "out"
     out.mkdir()
     result = prepare_archive(
@@ -33,7 +31,6 @@ def test_round_trip(tree, keys, tmp_path, compression, threaded):
         secret_name="ds",
         compression=compression,
         staging_root=tree.parent,
-        threaded=threaded,
     )
     assert result.name == archive_name("ds", compression)
     assert result.size == os.path.getsize(result.path)
@@ -73,31 +70,74 @@ def test_single_file_input(tmp_path, keys):
         assert tar.extractfile("one.csv").read() == b"a,b\n1,2\n"
 
 
-@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE - 1, SEGMENT_SIZE, SEGMENT_SIZE + 1, 3 * SEGMENT_SIZE])
-@pytest.mark.parametrize("write_size", [1000, SEGMENT_SIZE, 200_000])
-def test_writer_matches_crypt4gh_segmentation(size, write_size, keys):
+def _seal(data: bytes, keys, tmp_path, *, gzip: bool = False) -> tuple[bytes, int, str]:
+    """Feed ``data`` through a SealingChain the way the tar writer does (full blocks, last partial)."""
+    out = tmp_path / "sealed.c4gh"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chain = SealingChain(fd, [keys.public], gzip=gzip)
+        for i in range(0, len(data), BLOCK_SIZE):
+            part = data[i : i + BLOCK_SIZE]
+            block = chain.acquire()
+            block[: len(part)] = part
+            chain.submit(block, len(part))
+        size, digest = chain.finish()
+    finally:
+        os.close(fd)
+    return out.read_bytes(), size, digest
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        SEGMENT_SIZE - 1,
+        SEGMENT_SIZE,
+        SEGMENT_SIZE + 1,
+        3 * SEGMENT_SIZE,
+        BLOCK_SIZE - 1,
+        BLOCK_SIZE,
+        2 * BLOCK_SIZE + 7,
+    ],
+)
+def test_sealing_matches_crypt4gh_layout(size, keys, tmp_path):
     import io
 
     from crypt4gh.lib import decrypt
 
     data = os.urandom(size)
-    buf = io.BytesIO()
-    sink = HashingSink(buf)
-    w = Crypt4GHWriter(sink, [keys.public])
-    for i in range(0, size, write_size):
-        w.write(data[i : i + write_size])
-    w.close()
-    sink.close()
-    encrypted = buf.getvalue()
-    assert sink.size == len(encrypted)
-    assert sink.hexdigest() == hashlib.sha512(encrypted).hexdigest()
-    # crypt4gh.lib.encrypt adds 28 bytes per started segment: same layout
+    encrypted, written, digest = _seal(data, keys, tmp_path)
+    assert written == len(encrypted)
+    assert digest == hashlib.sha512(encrypted).hexdigest()
+    # crypt4gh.lib.encrypt adds 28 bytes (nonce, MAC) per started 64 KiB segment: same layout
     segments = -(-size // SEGMENT_SIZE)
-    header_len = len(encrypted) - size - 28 * segments
-    assert header_len == 124  # magic, version, one X25519 packet
+    assert len(encrypted) - size - 28 * segments == 124  # magic, version, one X25519 packet
     out = io.BytesIO()
     decrypt([(0, keys.secret, None)], io.BytesIO(encrypted), out)
     assert out.getvalue() == data
+
+
+def test_sealing_with_gzip(keys, tmp_path):
+    import gzip as gz
+    import io
+
+    from crypt4gh.lib import decrypt
+
+    data = (b"ACGT" * 1000 + b"\n") * 700 + os.urandom(3 * BLOCK_SIZE)
+    encrypted, _, _ = _seal(data, keys, tmp_path, gzip=True)
+    out = io.BytesIO()
+    decrypt([(0, keys.secret, None)], io.BytesIO(encrypted), out)
+    assert gz.decompress(out.getvalue()) == data
+
+
+def test_nonces_are_unique(keys, tmp_path):
+    encrypted, _, _ = _seal(bytes(8 * SEGMENT_SIZE), keys, tmp_path)
+    body = encrypted[124:]
+    nonces = {body[i : i + 12] for i in range(0, len(body), SEGMENT_SIZE + 28)}
+    assert len(nonces) == 8
+    # equal clear-text segments give different sealed segments
+    assert len({body[i : i + SEGMENT_SIZE + 28] for i in range(0, len(body), SEGMENT_SIZE + 28)}) == 8
 
 
 def test_keypair_pem_round_trip(keys, tmp_path):
@@ -109,19 +149,27 @@ def test_keypair_pem_round_trip(keys, tmp_path):
     assert keys.secret.hex() not in repr(keys) and "secret" not in repr(keys)
 
 
-def test_memory_stays_flat(tmp_path, keys):
-    top = tmp_path / "big"
+def _peak_traced(tmp_path, keys, mib: int) -> int:
+    top = tmp_path / f"big{mib}"
     top.mkdir()
     with open(top / "large.bin", "wb") as f:
-        for _ in range(48):
+        for _ in range(mib):
             f.write(os.urandom(1024 * 1024))
     tracemalloc.start()
     try:
-        prepare_archive(top, tmp_path, keys.public, secret_name="big", compression="gzip")
+        prepare_archive(top, tmp_path, keys.public, secret_name=f"big{mib}", compression="gzip")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 * 1024 * 1024, f"peak traced memory {peak} bytes for a 48 MiB input"
+    return peak
+
+
+def test_memory_stays_flat(tmp_path, keys):
+    small = _peak_traced(tmp_path, keys, 12)
+    large = _peak_traced(tmp_path, keys, 60)
+    # the stage pools (6 x 1 MiB per stage, three stages with gzip) and zlib's state, whatever the input size
+    assert large < 24 * 1024 * 1024, f"peak traced memory {large} bytes for a 60 MiB input"
+    assert large < small + 1024 * 1024, f"peak grew with the input: {small} -> {large} bytes"
 
 
 def test_progress_reports(tree, keys, tmp_path):
@@ -177,17 +225,16 @@ def test_unreadable_entries_listed(tree, monkeypatch):
 
 @pytest.fixture
 def unreadable_mid_stream(monkeypatch):
-    """b.bin becomes unreadable while the archive is being written."""
-    import tarfile
+    """b.bin becomes unreadable while the archive is being written (the tests run as root, for
+    whom permissions do not count: the refusal is simulated at the open)."""
+    real_open = os.open
 
-    real_addfile = tarfile.TarFile.addfile
-
-    def addfile(self, info, fileobj=None, *a, **kw):
-        if info.name.endswith("b.bin"):
+    def refusing_open(path, flags, *a, **kw):
+        if str(path).endswith("b.bin"):
             raise PermissionError(13, "Permission denied")
-        return real_addfile(self, info, fileobj, *a, **kw)
+        return real_open(path, flags, *a, **kw)
 
-    monkeypatch.setattr(tarfile.TarFile, "addfile", addfile)
+    monkeypatch.setattr(archive_mod.os, "open", refusing_open)
 
 
 def test_unreadable_during_stream(tree, keys, tmp_path, unreadable_mid_stream):
@@ -222,18 +269,42 @@ def test_private_key_never_in_archive_or_result(tree, keys, tmp_path):
     assert keys.secret.hex() not in repr(result.to_dict())
 
 
-def test_sink_error_reaches_producer(keys):
-    class Broken:
-        def write(self, data):
-            raise OSError(28, "No space left on device")
+def test_disk_full_reaches_producer_and_stops_every_thread(keys):
+    import threading
 
-    sink = HashingSink(Broken(), threaded=True)
+    before = threading.active_count()
+    fd = os.open("/dev/full", os.O_WRONLY)  # every write fails with ENOSPC
+    try:
+        with pytest.raises(OSError, match="No space"):
+            chain = SealingChain(fd, [keys.public])
+            try:
+                for _ in range(50):
+                    chain.submit(chain.acquire(), BLOCK_SIZE)
+                chain.finish()
+            except BaseException as exc:
+                chain.abort(exc)
+                raise
+    finally:
+        os.close(fd)
+    assert threading.active_count() == before
+
+
+def test_disk_full_during_prepare_leaves_nothing(tree, keys, tmp_path, monkeypatch):
+    from include.hpcs import sealing
+
+    real_write = os.write
+    calls = {"n": 0}
+
+    def failing_write(fd, data):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(sealing.os, "write", failing_write)
     with pytest.raises(OSError, match="No space"):
-        w = Crypt4GHWriter(sink, [keys.public])
-        for _ in range(100):
-            w.write(b"x" * SEGMENT_SIZE)
-        w.close()
-        sink.close()
+        prepare_archive(tree, tmp_path, keys.public, secret_name="ds", compression="none")
+    assert list(tmp_path.glob("ds.tar*")) == []
 
 
 def test_hard_links_stored_once(tmp_path, keys):
@@ -268,19 +339,51 @@ def test_failed_stream_leaves_no_thread(tree, keys, tmp_path, unreadable_mid_str
     assert threading.active_count() == before
 
 
-def test_threaded_writer_error_reaches_producer(keys):
-    class Broken:
-        def write(self, data):
-            if len(data) > 1000:
-                raise OSError(28, "No space left on device")
-
-    w = Crypt4GHWriter(HashingSink(Broken()), [keys.public], threaded=True)
-    with pytest.raises(OSError, match="No space"):
-        for _ in range(100):
-            w.write(b"x" * SEGMENT_SIZE)
-        w.close()
-
-
 def test_write_failure_is_reported_and_cleaned(tree, keys, tmp_path):
     with pytest.raises(FileNotFoundError):
         prepare_archive(tree, tmp_path / "no" / "such" / "dir", keys.public, secret_name="ds")
+
+
+# ----- the input scan beside the archive (no summary given) ----------------------------------
+
+
+def test_scan_beside_archive_reports_special_files_and_leaves_nothing(tree, keys, tmp_path):
+    os.mkfifo(tree / "sub" / "pipe")
+    with pytest.raises(HpcsUserError, match=r"special file\(s\).*sub/pipe"):
+        prepare_archive(tree, tmp_path, keys.public, secret_name="ds", compression="none")
+    assert list(tmp_path.glob("ds.tar*")) == []
+
+
+def test_scan_beside_archive_lists_every_unreadable_entry(tree, keys, tmp_path, monkeypatch):
+    real_access = os.access
+    bad = {str(tree / "a.txt"), str(tree / "sub" / "b.bin")}
+    monkeypatch.setattr(archive_mod.os, "access", lambda p, m: str(p) not in bad and real_access(p, m))
+    with pytest.raises(HpcsUserError, match=r"cannot read 2 input entries: a\.txt, sub/b\.bin"):
+        prepare_archive(tree, tmp_path, keys.public, secret_name="ds")
+    assert list(tmp_path.glob("ds.tar*")) == []
+
+
+def test_scan_beside_archive_gives_the_summary(tree, keys, tmp_path):
+    seen = []
+    result = prepare_archive(tree, tmp_path, keys.public, secret_name="ds", progress=lambda *a: seen.append(a))
+    expected = scan_input(tree)
+    assert (result.files, result.dirs, result.links, result.input_bytes) == (
+        expected.files,
+        expected.dirs,
+        expected.links,
+        expected.bytes,
+    )
+    assert result.input_fingerprint == expected.fingerprint
+    assert seen[-1][2] >= seen[-1][1] > 0  # the total is known by the end
+
+
+def test_input_checks_before_anything_is_written(tmp_path, keys):
+    with pytest.raises(HpcsUserError, match="does not exist"):
+        prepare_archive(tmp_path / "nope", tmp_path, keys.public, secret_name="x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("x")
+    (tmp_path / "staging").mkdir()
+    with pytest.raises(HpcsUserError, match="outside the staging area"):
+        prepare_archive(outside, tmp_path, keys.public, secret_name="x", staging_root=tmp_path / "staging")
+    assert list(tmp_path.glob("x.tar*")) == []

@@ -70,12 +70,12 @@ def test_single_file_input(tmp_path, keys):
         assert tar.extractfile("one.csv").read() == b"a,b\n1,2\n"
 
 
-def _seal(data: bytes, keys, tmp_path, *, gzip: bool = False) -> tuple[bytes, int, str]:
+def _seal(data: bytes, keys, tmp_path, *, gzip: bool = False, direct_io: bool = True) -> tuple[bytes, int, str]:
     """Feed ``data`` through a SealingChain the way the tar writer does (full blocks, last partial)."""
     out = tmp_path / "sealed.c4gh"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        chain = SealingChain(fd, [keys.public], gzip=gzip)
+        chain = SealingChain(fd, [keys.public], gzip=gzip, direct_io=direct_io)
         for i in range(0, len(data), BLOCK_SIZE):
             part = data[i : i + BLOCK_SIZE]
             block = chain.acquire()
@@ -101,13 +101,14 @@ def _seal(data: bytes, keys, tmp_path, *, gzip: bool = False) -> tuple[bytes, in
         2 * BLOCK_SIZE + 7,
     ],
 )
-def test_sealing_matches_crypt4gh_layout(size, keys, tmp_path):
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "buffered"])
+def test_sealing_matches_crypt4gh_layout(size, direct_io, keys, tmp_path):
     import io
 
     from crypt4gh.lib import decrypt
 
     data = os.urandom(size)
-    encrypted, written, digest = _seal(data, keys, tmp_path)
+    encrypted, written, digest = _seal(data, keys, tmp_path, direct_io=direct_io)
     assert written == len(encrypted)
     assert digest == hashlib.sha512(encrypted).hexdigest()
     # crypt4gh.lib.encrypt adds 28 bytes (nonce, MAC) per started 64 KiB segment: same layout
@@ -129,6 +130,49 @@ def test_sealing_with_gzip(keys, tmp_path):
     out = io.BytesIO()
     decrypt([(0, keys.secret, None)], io.BytesIO(encrypted), out)
     assert gz.decompress(out.getvalue()) == data
+
+
+def test_direct_io_is_used_where_the_file_system_has_it(keys, tmp_path):
+    """tmp_path is on a disk file system (ext4 here): the chunks bypass the page cache, the
+    unaligned tail is written buffered."""
+    import fcntl
+
+    fd = os.open(tmp_path / "d.c4gh", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        chain = SealingChain(fd, [keys.public])
+        assert chain._writer.direct and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+        for _ in range(3):
+            chain.submit(chain.acquire(), BLOCK_SIZE)
+        block = chain.acquire()
+        chain.submit(block, 1000)
+        size, _ = chain.finish()
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT  # turned off for the tail
+    finally:
+        os.close(fd)
+    assert size == os.path.getsize(tmp_path / "d.c4gh") == 124 + 3 * 16 * (SEGMENT_SIZE + 28) + 1028
+
+
+def test_direct_io_refused_at_write_falls_back_to_buffered(keys, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from include.hpcs import sealing
+
+    real_write = os.write
+    refused = []
+
+    def write(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(len(data))
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(sealing.os, "write", write)
+    data = os.urandom(2 * BLOCK_SIZE + 5)
+    encrypted, written, digest = _seal(data, keys, tmp_path)
+    assert refused == [sealing.CHUNK_SIZE]  # one refusal, then buffered
+    assert written == len(encrypted) and digest == hashlib.sha512(encrypted).hexdigest()
+    assert decrypt_bytes(tmp_path / "sealed.c4gh", keys) == data
 
 
 def test_nonces_are_unique(keys, tmp_path):
@@ -292,14 +336,8 @@ def test_disk_full_reaches_producer_and_stops_every_thread(keys):
 def test_disk_full_during_prepare_leaves_nothing(tree, keys, tmp_path, monkeypatch):
     from include.hpcs import sealing
 
-    real_write = os.write
-    calls = {"n": 0}
-
     def failing_write(fd, data):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise OSError(28, "No space left on device")
-        return real_write(fd, data)
+        raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sealing.os, "write", failing_write)
     with pytest.raises(OSError, match="No space"):

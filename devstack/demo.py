@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from devstack.airflow_stack import AirflowStack, RunResult
+from devstack.cleanroom_sample import make_sources
 from devstack.procs import StackError
 from devstack.stack import print_access, up
 
@@ -155,11 +156,38 @@ def hpcs(stack: AirflowStack) -> bool:
     return True
 
 
+def cleanroom(stack: AirflowStack) -> bool:
+    """Two hospitals and an analyst: contract, sealed datasets, an approved query run on Spark."""
+    local = Path(stack.vars["SDP_LOCAL"])
+    make_sources(local / "cleanroom" / "staging")
+    stamp = time.strftime("%Y%m%dT%H%M%S").lower()
+    ids = {"contract_id": f"demo-{stamp}", "document_id": f"visits-{stamp}"}
+    voters = ["cleanroom_governance", "cleanroom_member_hospital_a", "cleanroom_member_hospital_b"]
+    print(f"\n== Confidential clean room: contract {ids['contract_id']}, query {ids['document_id']}")
+    for dag_id, conf, timeout in (
+        ("cleanroom_create", {"contract_id": ids["contract_id"], "voter_conn_ids": voters}, 240),
+        ("cleanroom_prepare", ids, 240),
+        ("cleanroom_run", ids, 420),
+    ):
+        result = stack.run(dag_id, conf=conf, timeout=timeout)
+        print_run(dag_id, result)
+        if result.state != "success":
+            print(result.explain())
+            return False
+    summary = result.xcom("collect_result")
+    print(f"   result ({summary['rows']} groups, {summary['suppressed_groups']} suppressed below k): "
+          f"{summary['result_path']}")
+    for line in Path(summary["result_path"]).read_text().splitlines():
+        print(f"     {line}")
+    return True
+
+
 STEPS: list[tuple[str, DemoStep]] = [
     ("platform health check", healthcheck),
     ("EGA ingestion", ega),
     ("HPCS secure data preparation", hpcs),
     ("data stager transfer", stager),
+    ("confidential clean room", cleanroom),
 ]
 
 

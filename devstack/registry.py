@@ -151,6 +151,31 @@ register(
 )
 
 
+# Confidential clean room (docs/cleanroom-standins.md): the Kubernetes API + Spark Operator stand-in
+# (runs each SparkApplication with a local spark-submit; it is also the confidential node that signs
+# attestation reports) and the clean room governance service (members: the analyst and two hospitals).
+register(
+    Service(
+        name="k8s_spark",
+        argv=("{python}", "-m", "devstack.k8s_spark", "--port", "{SDP_K8S_PORT}", "--state-dir", "{state}",
+              "--token", "devstack-k8s-token=system:serviceaccount:airflow:cleanroom-submitter@cleanroom"),
+        port_var="SDP_K8S_PORT",
+        default_port=16443,
+    )
+)
+register(
+    Service(
+        name="cleanroom_governance",
+        argv=("{python}", "-m", "devstack.cleanroom_governance", "--port", "{SDP_CGS_PORT}", "--state-dir", "{state}",
+              "--member", "analyst=devstack-cgs-analyst", "--member", "hospital_a=devstack-cgs-hospital-a",
+              "--member", "hospital_b=devstack-cgs-hospital-b",
+              "--attestation-root-file", "{local}/k8s_spark/attestation-root.pub"),
+        port_var="SDP_CGS_PORT",
+        default_port=9290,
+        needs=("k8s_spark",),
+    )
+)
+
 # One-off preparation of the stack's local data, run (idempotently) after the stand-ins start and
 # before Airflow does. Commands are formatted like argv. The EGA node's key pair is made by the
 # project's own key tool, run as a program (devstack imports nothing from include/).

@@ -1,0 +1,181 @@
+"""Confidential clean room, step 1: propose the collaboration's contract and collect the members' ballots."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from include.cleanroom.names import COLUMN_PATTERN, DATASET_PATTERN, DOCUMENT_ID_PATTERN, MEMBER_PATTERN
+from sensitive_data.operators.cleanroom import (
+    CleanroomAwaitAcceptanceOperator,
+    CleanroomProposeContractOperator,
+    CleanroomVoteOperator,
+)
+
+DATASET_SCHEMA = {
+    "type": "object",
+    "required": ["name", "owner", "schema"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": DATASET_PATTERN},
+        "owner": {"type": "string", "pattern": MEMBER_PATTERN},
+        "format": {"type": "string", "enum": ["csv", "parquet"]},
+        "schema": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": COLUMN_PATTERN},
+                    "type": {"type": "string", "enum": ["string", "int", "bigint", "double", "boolean", "date"]},
+                },
+            },
+        },
+    },
+}
+VISITS = [
+    {"name": "patient_id", "type": "string"},
+    {"name": "region", "type": "string"},
+    {"name": "age_band", "type": "string"},
+    {"name": "visits", "type": "int"},
+]
+
+default_args = {
+    "owner": "cleanroom",
+    "retries": 3,
+    "retry_delay": pendulum.duration(seconds=15),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": pendulum.duration(minutes=10),
+}
+
+with DAG(
+    dag_id="cleanroom_create",
+    description="Confidential clean room: propose a contract, collect member ballots, wait until it is accepted",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    render_template_as_native_obj=True,
+    tags=["cleanroom", "sensitive-data", "spark"],
+    default_args=default_args,
+    params={
+        "contract_id": Param(
+            "demo-visits",
+            type="string",
+            pattern=DOCUMENT_ID_PATTERN,
+            title="Contract id",
+            description="Id of the contract in governance: lowercase letters, digits and '-', "
+            "at most 40 characters. An accepted contract never changes: new terms need a new id.",
+        ),
+        "title": Param(
+            "Hospital visits by region",
+            type="string",
+            maxLength=200,
+            title="Title",
+            description="What the collaboration is about, for the members who vote on it.",
+        ),
+        "members": Param(
+            ["analyst", "hospital_a", "hospital_b"],
+            type="array",
+            minItems=2,
+            uniqueItems=True,
+            items={"type": "string", "pattern": MEMBER_PATTERN},
+            title="Members",
+            description="The governance members who must all accept the contract (one per line).",
+        ),
+        "datasets": Param(
+            [
+                {"name": "visits_a", "owner": "hospital_a", "format": "csv", "schema": VISITS},
+                {"name": "visits_b", "owner": "hospital_b", "format": "csv", "schema": VISITS},
+            ],
+            type="array",
+            minItems=1,
+            items=DATASET_SCHEMA,
+            title="Datasets",
+            description="Each party's dataset: name (an SQL identifier, the view name in queries), owner (a member), "
+            "format (csv with a header row in this column order, or parquet) and schema [{name, type}].",
+        ),
+        "min_group_size": Param(
+            5,
+            type="integer",
+            minimum=2,
+            maximum=1_000_000,
+            title="Minimum group size",
+            description="k: result rows describing fewer individuals than this are suppressed. "
+            "Queries may be stricter, never looser.",
+        ),
+        "result_recipient": Param(
+            "",
+            type="string",
+            pattern=f"^$|{MEMBER_PATTERN}",
+            title="Result recipient",
+            description="The member who receives results; empty: this deployment's member.",
+        ),
+        "voter_conn_ids": Param(
+            ["cleanroom_governance"],
+            type="array",
+            uniqueItems=True,
+            items={"type": "string", "minLength": 1},
+            title="Delegated ballots",
+            description="Governance connections of the members who delegated their ballot to "
+            "this platform: each votes accept. Other members vote with their own CGS client.",
+        ),
+        "acceptance_timeout_minutes": Param(
+            7 * 24 * 60,
+            type="integer",
+            minimum=1,
+            maximum=90 * 24 * 60,
+            title="Voting period (minutes)",
+            description="How long to wait (deferred, no worker held) for every "
+            "member's ballot before failing with the names of those who did not vote.",
+        ),
+        "cleanroom_governance_conn_id": Param(
+            "cleanroom_governance",
+            type="string",
+            minLength=1,
+            title="Governance connection",
+            description="This deployment's member connection to the clean room governance service (CGS).",
+        ),
+    },
+    doc_md="""
+### Confidential clean room: create
+
+1. **propose_contract** - the contract (members, datasets with owners and schemas, minimum group
+   size, result recipient, and the approved clean room measurement: the sha256 of
+   `include/cleanroom/spark_job.py`) is written to governance and proposed. Re-running with the
+   same terms changes nothing.
+2. **vote** - the members who delegated their ballot to this platform (their governance
+   connections in *Delegated ballots*) vote accept.
+3. **await_acceptance** - deferred until every member has accepted; fails naming who rejected,
+   or who has not voted when the voting period ends.
+
+Then run `cleanroom_prepare`. See docs/cleanroom.md.
+""",
+) as dag:
+    propose = CleanroomProposeContractOperator(
+        task_id="propose_contract",
+        contract_id="{{ params.contract_id }}",
+        title="{{ params.title }}",
+        members="{{ params.members }}",
+        datasets="{{ params.datasets }}",
+        min_group_size="{{ params.min_group_size }}",
+        recipient="{{ params.result_recipient }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+    )
+    vote = CleanroomVoteOperator(
+        task_id="vote",
+        kind="contract",
+        target_id="{{ params.contract_id }}",
+        voter_conn_ids="{{ params.voter_conn_ids }}",
+    )
+    await_acceptance = CleanroomAwaitAcceptanceOperator(
+        task_id="await_acceptance",
+        kind="contract",
+        target_id="{{ params.contract_id }}",
+        acceptance_timeout_minutes="{{ params.acceptance_timeout_minutes }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+        retries=1,
+    )
+    propose >> vote >> await_acceptance

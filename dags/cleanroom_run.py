@@ -1,0 +1,134 @@
+"""Confidential clean room, step 3: run an approved query in the attested Spark clean room."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from include.cleanroom.names import DOCUMENT_ID_PATTERN
+from sensitive_data.operators.cleanroom import (
+    CleanroomAuditTrailOperator,
+    CleanroomCheckRunnableOperator,
+    CleanroomCollectResultOperator,
+    CleanroomSparkRunOperator,
+)
+
+STORAGE = "{{ var.value.get('cleanroom_storage_dir', '') }}"
+OUTPUT = "{{ var.value.get('cleanroom_output_dir', '') }}"
+
+default_args = {
+    "owner": "cleanroom",
+    "retries": 3,
+    "retry_delay": pendulum.duration(seconds=15),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": pendulum.duration(minutes=10),
+}
+
+with DAG(
+    dag_id="cleanroom_run",
+    description="Confidential clean room: check approvals and consent, run the query on Spark, collect the result",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=4,
+    render_template_as_native_obj=True,
+    tags=["cleanroom", "sensitive-data", "spark"],
+    default_args=default_args,
+    params={
+        "contract_id": Param(
+            "demo-visits",
+            type="string",
+            pattern=DOCUMENT_ID_PATTERN,
+            title="Contract id",
+            description="The accepted contract.",
+        ),
+        "document_id": Param(
+            "visits-by-region",
+            type="string",
+            pattern=DOCUMENT_ID_PATTERN,
+            title="Query id",
+            description="The approved query document to run.",
+        ),
+        "executor_instances": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=64,
+            title="Spark executors",
+            description="Number of Spark executors of the run.",
+        ),
+        "executor_memory": Param(
+            "1g",
+            type="string",
+            pattern="^[0-9]+[kmg]$",
+            title="Executor memory",
+            description="Memory per executor, like 512m or 2g.",
+        ),
+        "run_timeout_minutes": Param(
+            360,
+            type="integer",
+            minimum=1,
+            maximum=7 * 24 * 60,
+            title="Run timeout (minutes)",
+            description="The Spark run is stopped (deleted) and the task fails after this.",
+        ),
+        "cleanroom_governance_conn_id": Param(
+            "cleanroom_governance",
+            type="string",
+            minLength=1,
+            title="Governance connection",
+            description="This deployment's member connection to governance.",
+        ),
+        "kubernetes_conn_id": Param(
+            "cleanroom_k8s",
+            type="string",
+            minLength=1,
+            title="Kubernetes connection",
+            description="The Kubernetes connection of the cluster with the Spark Operator.",
+        ),
+    },
+    doc_md="""
+### Confidential clean room: run
+
+1. **check_runnable** - refuses, naming who, unless the contract is accepted, the query document
+   is approved by every owner of the datasets it reads, no member has revoked consent (contract or
+   document execution disabled), and every dataset's key and sealed file are published.
+2. **run_query** - a SparkApplication (`sparkoperator.k8s.io/v1beta2`) runs
+   `include/cleanroom/spark_job.py` through the Spark Operator; the task waits deferred. In the
+   clean room the application attests itself, gets the query and the datasets' keys from
+   governance (released only for the approved measurement, approvals and consent), decrypts the
+   datasets, runs the query and writes only groups of at least the minimum size.
+3. **collect_result** - result summary (rows, columns, suppressed groups) and the driver log.
+4. **audit_trail** - governance's record of the run and of the decisions behind it.
+
+See docs/cleanroom.md.
+""",
+) as dag:
+    check = CleanroomCheckRunnableOperator(
+        task_id="check_runnable",
+        contract_id="{{ params.contract_id }}",
+        document_id="{{ params.document_id }}",
+        storage_dir=STORAGE,
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+    )
+    run = CleanroomSparkRunOperator(
+        task_id="run_query",
+        contract_id="{{ params.contract_id }}",
+        document_id="{{ params.document_id }}",
+        output_dir=OUTPUT,
+        executor_instances="{{ params.executor_instances }}",
+        executor_memory="{{ params.executor_memory }}",
+        run_timeout_minutes="{{ params.run_timeout_minutes }}",
+        kubernetes_conn_id="{{ params.kubernetes_conn_id }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+    )
+    collect = CleanroomCollectResultOperator(
+        task_id="collect_result", kubernetes_conn_id="{{ params.kubernetes_conn_id }}"
+    )
+    audit = CleanroomAuditTrailOperator(
+        task_id="audit_trail",
+        contract_id="{{ params.contract_id }}",
+        document_id="{{ params.document_id }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+    )
+    check >> run >> collect >> audit

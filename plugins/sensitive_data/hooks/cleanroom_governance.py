@@ -1,0 +1,271 @@
+"""Hook for the clean room governance service (connection ``cleanroom_governance`` and one per member).
+
+The connection points at a member's CGS client (``cgs-client`` of Azure confidential clean room):
+``host``, ``port`` and ``schema`` (``http``/``https``), or ``host`` as a full URL; ``password``
+is the member's bearer token where the endpoint asks for one (the devstack stand-in serves every
+member and tells them apart by token; a real cgs-client holds the member's signing key itself).
+Extras: ``verify`` (true/false or a CA bundle path), ``timeout`` (seconds, default 30),
+``runtime_url`` (the governance address as the clean room runtime reaches it; default: the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from airflow.sdk import BaseHook
+
+from include.cleanroom.errors import CleanroomConfigError, CleanroomError, CleanroomTransientError, CleanroomUserError
+
+
+class GovernanceError(CleanroomUserError):
+    """Governance refused a request; ``status`` and ``code`` are the service's."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class CleanroomGovernanceHook(BaseHook):
+    """Contracts, proposals and ballots, query documents, consent, secrets and the audit log of a
+    clean room's governance service, as one member.
+
+    :param cleanroom_governance_conn_id: the member's governance connection
+    :param connection: an already resolved Connection (triggers resolve it asynchronously first)
+    """
+
+    conn_name_attr = "cleanroom_governance_conn_id"
+    default_conn_name = "cleanroom_governance"
+    conn_type = "http"
+    hook_name = "Clean room governance (CGS)"
+
+    def __init__(self, cleanroom_governance_conn_id: str = default_conn_name, connection: Any = None, **kwargs):
+        super().__init__(**kwargs)
+        self.cleanroom_governance_conn_id = cleanroom_governance_conn_id
+        self._connection = connection
+        self._base_url: str | None = None
+        self._runtime_url = ""
+        self._timeout = 30.0
+        self._session: requests.Session | None = None
+        self._member: str | None = None
+
+    def _load(self) -> None:
+        if self._base_url is not None:
+            return
+        conn = self._connection or self.get_connection(self.cleanroom_governance_conn_id)
+        extra = conn.extra_dejson
+        host = conn.host or "127.0.0.1"
+        if "://" in host:
+            base = host.rstrip("/")
+        else:
+            scheme = conn.schema if conn.schema in ("http", "https") else "http"
+            base = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+        session = requests.Session()
+        verify = extra.get("verify", True)
+        if isinstance(verify, str) and verify.lower() in ("true", "false"):
+            verify = verify.lower() == "true"
+        session.verify = verify
+        if conn.password:
+            session.headers["Authorization"] = f"Bearer {conn.password}"
+        self._timeout = float(extra.get("timeout", 30))
+        self._runtime_url = str(extra.get("runtime_url") or base).rstrip("/")
+        self._session = session
+        self._base_url = base
+
+    @property
+    def base_url(self) -> str:
+        self._load()
+        assert self._base_url is not None
+        return self._base_url
+
+    @property
+    def runtime_url(self) -> str:
+        """Where the clean room runtime reaches governance."""
+        self._load()
+        return self._runtime_url
+
+    def get_conn(self) -> requests.Session:
+        self._load()
+        assert self._session is not None
+        return self._session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        json: Any = None,
+        params: dict | None = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One call; errors become ``include.cleanroom`` errors (no request body in any message)."""
+        try:
+            resp = self.get_conn().request(
+                method, self.base_url + path, json=json, params=params, timeout=self._timeout
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise CleanroomTransientError(
+                f"governance at {self.base_url} is unreachable while {what} ({type(exc).__name__}); retrying later"
+            ) from None
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            raise CleanroomTransientError(f"governance answered HTTP {resp.status_code} while {what}; retrying later")
+        if resp.status_code == 404 and missing_ok:
+            return None
+        if resp.status_code in (401,):
+            raise CleanroomConfigError(
+                f"governance refused our credentials while {what} (HTTP 401): check the member token of the "
+                f"'{self.cleanroom_governance_conn_id}' connection"
+            )
+        if resp.status_code >= 400:
+            code, message = self._error(resp)
+            raise GovernanceError(resp.status_code, code, f"governance refused {what}: {code}: {message}")
+        if not resp.content.strip():
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise CleanroomError(f"governance sent a non-JSON answer while {what}") from None
+
+    @staticmethod
+    def _error(resp: requests.Response) -> tuple[str, str]:
+        try:
+            body = resp.json()
+        except ValueError:
+            return f"HTTP{resp.status_code}", resp.text[:200]
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            return str(err.get("code", "Error")), str(err.get("message", ""))[:500]
+        return f"HTTP{resp.status_code}", str(body)[:200]
+
+    # ---------------------------------------------------------------- members
+    def member_id(self) -> str:
+        """This connection's member (``GET /show``)."""
+        if self._member is None:
+            self._member = str(self.request("GET", "/show", "identifying the member")["memberId"])
+        return self._member
+
+    # ---------------------------------------------------------------- contracts
+    def get_contract(self, contract_id: str) -> dict | None:
+        return self.request("GET", f"/contracts/{_q(contract_id)}", f"reading contract {contract_id}", missing_ok=True)
+
+    def put_contract(self, contract_id: str, data: dict, version: str | None = None) -> None:
+        body = {"data": data, **({"version": version} if version else {})}
+        self.request("PUT", f"/contracts/{_q(contract_id)}", f"writing contract {contract_id}", json=body)
+
+    def propose_contract(self, contract_id: str, version: str) -> dict:
+        return self.request(
+            "POST",
+            f"/contracts/{_q(contract_id)}/propose",
+            f"proposing contract {contract_id}",
+            json={"version": version},
+        )
+
+    def vote_contract(self, contract_id: str, proposal_id: str, accept: bool = True) -> dict:
+        verb = "vote_accept" if accept else "vote_reject"
+        return self.request(
+            "POST",
+            f"/contracts/{_q(contract_id)}/{verb}",
+            f"voting on contract {contract_id}",
+            json={"proposalId": proposal_id},
+        )
+
+    def get_proposal(self, proposal_id: str) -> dict:
+        return self.request("GET", f"/proposals/{_q(proposal_id)}", f"reading proposal {proposal_id[:12]}")
+
+    def contract_execution_status(self, contract_id: str) -> dict:
+        """``{"status": "enabled"}`` or ``{"status": "disabled", "reason": {code, message}}``."""
+        return self.request(
+            "POST",
+            f"/contracts/{_q(contract_id)}/checkstatus/execution",
+            f"checking the execution consent of contract {contract_id}",
+        )
+
+    def set_contract_execution(self, contract_id: str, enabled: bool) -> None:
+        """This member's consent to execution under the contract (enable, or revoke with disable)."""
+        verb = "enable" if enabled else "disable"
+        self.request("POST", f"/contracts/{_q(contract_id)}/{verb}", f"{verb.rstrip('e')}ing contract {contract_id}")
+
+    # ---------------------------------------------------------------- query documents
+    def get_document(self, document_id: str) -> dict | None:
+        return self.request(
+            "GET", f"/userdocuments/{_q(document_id)}", f"reading document {document_id}", missing_ok=True
+        )
+
+    def put_document(
+        self, document_id: str, contract_id: str, data: dict, approvers: list[str], version: str | None = None
+    ) -> None:
+        body = {
+            "contractId": contract_id,
+            "data": data,
+            "approvers": [{"approverId": a, "approverIdType": "member"} for a in approvers],
+            **({"version": version} if version else {}),
+        }
+        self.request("PUT", f"/userdocuments/{_q(document_id)}", f"writing document {document_id}", json=body)
+
+    def propose_document(self, document_id: str, version: str) -> dict:
+        return self.request(
+            "POST",
+            f"/userdocuments/{_q(document_id)}/propose",
+            f"proposing document {document_id}",
+            json={"version": version},
+        )
+
+    def vote_document(self, document_id: str, proposal_id: str, accept: bool = True) -> dict:
+        verb = "vote_accept" if accept else "vote_reject"
+        return self.request(
+            "POST",
+            f"/userdocuments/{_q(document_id)}/{verb}",
+            f"voting on document {document_id}",
+            json={"proposalId": proposal_id},
+        )
+
+    def document_execution_status(self, document_id: str) -> dict:
+        return self.request(
+            "POST",
+            f"/userdocuments/{_q(document_id)}/checkstatus/execution",
+            f"checking the execution consent of document {document_id}",
+        )
+
+    def set_document_execution(self, document_id: str, enabled: bool) -> None:
+        verb = "enable" if enabled else "disable"
+        self.request(
+            "POST",
+            f"/userdocuments/{_q(document_id)}/runtimeoptions/execution/{verb}",
+            f"{verb.rstrip('e')}ing document {document_id}",
+        )
+
+    # ---------------------------------------------------------------- secrets
+    def put_secret(self, contract_id: str, name: str, value: str) -> str:
+        """Store ``value`` as this member's secret ``name``; returns the secret id (``<member>_<name>``).
+        The value is sent once and never logged."""
+        body = self.request(
+            "PUT",
+            f"/contracts/{_q(contract_id)}/secrets/{_q(name)}",
+            f"storing secret {name} of contract {contract_id}",
+            json={"value": value},
+        )
+        return str(body["secretId"])
+
+    def list_secrets(self, contract_id: str) -> list[str]:
+        body = self.request("GET", f"/contracts/{_q(contract_id)}/secrets", f"listing the secrets of {contract_id}")
+        return [str(s["secretId"]) for s in body.get("value", [])]
+
+    # ---------------------------------------------------------------- audit log
+    def events(self, contract_id: str, scope: str = "", event_id: str | None = None, from_seqno: int = 1) -> list[dict]:
+        params = {"scope": scope, "id": event_id or contract_id, "from_seqno": str(from_seqno)}
+        body = self.request(
+            "GET", f"/contracts/{_q(contract_id)}/events", f"reading the events of {contract_id}", params=params
+        )
+        return list(body.get("value", []))
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            return True, f"governance member {self.member_id()} at {self.base_url}"
+        except CleanroomError as exc:
+            return False, str(exc)

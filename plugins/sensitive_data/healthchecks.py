@@ -54,4 +54,10 @@ HEALTHCHECKS: tuple[HealthCheck, ...] = (
                 "check the private_key_file of the stager_keys connection"),
     HealthCheck("smtp", "smtp_default", "mail server (SMTP)", "hook",
                 "check the SMTP host, port and TLS settings of smtp_default"),
+    # Confidential clean room
+    HealthCheck("cleanroom_governance", "cleanroom_governance", "clean room governance service (CGS)",
+                _P + "probe_cleanroom_governance",
+                "check the CGS client's address and this member's token in the cleanroom_governance connection"),
+    HealthCheck("cleanroom_k8s", "cleanroom_k8s", "Kubernetes with the Spark Operator", _P + "probe_cleanroom_k8s",
+                "check kube_config and namespace of cleanroom_k8s; its service account must list sparkapplications"),
 )

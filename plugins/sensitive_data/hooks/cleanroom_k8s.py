@@ -125,6 +125,24 @@ class CleanroomSparkHook(KubernetesHook):
         except ApiException:  # 404
             return False
 
+    def check_access(self) -> str:
+        """The cluster serves SparkApplications and our credential may list them in the namespace."""
+        ns = self.cleanroom_namespace
+        try:
+            body = self._call(
+                f"listing SparkApplications in {ns}",
+                self.custom_object_client.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+            )
+        except ApiException:  # 404: no such resource
+            raise CleanroomConfigError(
+                f"the cluster has no {PLURAL}.{GROUP}/{VERSION}: is the Spark Operator (its CRD) installed?"
+            ) from None
+        return f"{len(body.get('items', []))} SparkApplication(s) in namespace {ns}"
+
     def driver_log(self, pod: str, namespace: str, tail_lines: int | None = None) -> str:
         """The driver pod's log ('' when the pod is gone)."""
         kwargs: dict[str, Any] = {"_preload_content": False}

@@ -148,3 +148,15 @@ def probe_stager_keys(conn_id: str) -> str:
 
     key = StagerKeysHook(conn_id).private_key
     return f"RSA-{key.key_size} private key loaded"
+
+
+def probe_cleanroom_governance(conn_id: str) -> str:
+    from sensitive_data.hooks.cleanroom_governance import CleanroomGovernanceHook  # noqa: PLC0415
+
+    return _ok_or_raise(CleanroomGovernanceHook(conn_id).test_connection())
+
+
+def probe_cleanroom_k8s(conn_id: str) -> str:
+    from sensitive_data.hooks.cleanroom_k8s import CleanroomSparkHook  # noqa: PLC0415
+
+    return CleanroomSparkHook(conn_id).check_access()

@@ -375,21 +375,16 @@ class Governance:
             p["state"] = "Accepted"
         return p
 
-    async def vote_contract(self, request: web.Request) -> web.Response:
-        member = self.member(request)
-        cid = request.match_info["id"]
+    async def _ballot(self, request: web.Request, view: dict, code: str, noun: str, kind: str) -> tuple[bool, str]:
+        """(accept, proposalId) of a vote_accept/vote_reject call on a proposed ``view``, refused
+        with CGS's codes and messages when nothing (or another proposal) is up for a vote."""
         accept = request.path.endswith("vote_accept")
-        body = await self.body(request)
-        pid = body.get("proposalId")
+        pid = (await self.body(request)).get("proposalId")
         if pid is None:
-            raise ApiError(400, "ProposalIdMissing", "Musty specify the proposalId to vote on.")
-        view = self.contract_view(cid)
+            raise ApiError(400, "ProposalIdMissing", "Musty specify the proposalId to vote on.")  # sic, as CGS
         if not view["proposalId"] or view["state"] != "Proposed":
-            raise ApiError(
-                400,
-                "ContractNotProposed",
-                f"Cannot vote on the contract as it is currently not proposed. Contract state is: {view['state']}",
-            )
+            message = f"Cannot vote on the {noun} as it is currently not proposed. {kind} state is: {view['state']}"
+            raise ApiError(400, code, message)
         if view["proposalId"] != pid:
             raise ApiError(
                 400,
@@ -397,6 +392,13 @@ class Governance:
                 f"The proposalId '{pid}' specified in the input does not match "
                 f"the current proposalId '{view['proposalId']}' value.",
             )
+        return accept, pid
+
+    async def vote_contract(self, request: web.Request) -> web.Response:
+        member = self.member(request)
+        cid = request.match_info["id"]
+        view = self.contract_view(cid)
+        accept, pid = await self._ballot(request, view, "ContractNotProposed", "contract", "Contract")
         p = self._vote(member, pid, accept)
         c = self.contracts[cid]
         self.audit(cid, "contract_vote", memberId=member, proposalId=pid, ballot="accepted" if accept else "rejected")
@@ -593,25 +595,8 @@ class Governance:
     async def vote_document(self, request: web.Request) -> web.Response:
         member = self.member(request)
         did = request.match_info["id"]
-        accept = request.path.endswith("vote_accept")
-        body = await self.body(request)
-        pid = body.get("proposalId")
-        if pid is None:
-            raise ApiError(400, "ProposalIdMissing", "Musty specify the proposalId to vote on.")
         view = self.document_view(did)
-        if not view["proposalId"] or view["state"] != "Proposed":
-            raise ApiError(
-                400,
-                "UserDocumentNotProposed",
-                f"Cannot vote on the document as it is currently not proposed. UserDocument state is: {view['state']}",
-            )
-        if view["proposalId"] != pid:
-            raise ApiError(
-                400,
-                "ProposalIdMismatch",
-                f"The proposalId '{pid}' specified in the input does not match "
-                f"the current proposalId '{view['proposalId']}' value.",
-            )
+        accept, pid = await self._ballot(request, view, "UserDocumentNotProposed", "document", "UserDocument")
         p = self._vote(member, pid, accept)
         d = self.documents[did]
         self.audit(

@@ -291,19 +291,21 @@ class Governance:
         self.save()
         return web.Response(status=200)
 
+    async def _proposal_version(self, request: web.Request, view: dict, code: str) -> None:
+        """A propose call names the version it saw; another one means the item changed since."""
+        version = (await self.body(request)).get("version")
+        if version is None:
+            raise ApiError(400, "VersionMissing", "Musty specify a Version value.")  # sic, as CGS
+        if str(version) != view["version"]:
+            raise ApiError(
+                400, code, "The version value specified in the input does not match the current version value."
+            )
+
     async def propose_contract(self, request: web.Request) -> web.Response:
         member = self.member(request)
         cid = request.match_info["id"]
-        body = await self.body(request)
-        if body.get("version") is None:
-            raise ApiError(400, "VersionMissing", "Musty specify a Version value.")
         view = self.contract_view(cid)
-        if str(body["version"]) != view["version"]:
-            raise ApiError(
-                400,
-                "ContractModified",
-                "The version value specified in the input does not match the current version value.",
-            )
+        await self._proposal_version(request, view, "ContractModified")
         c = self.contracts[cid]
         if c["state"] == "Accepted":
             raise ApiError(405, "ContractAlreadyAccepted", "An accepted contract cannot be changed.")
@@ -556,16 +558,8 @@ class Governance:
     async def propose_document(self, request: web.Request) -> web.Response:
         member = self.member(request)
         did = request.match_info["id"]
-        body = await self.body(request)
-        if body.get("version") is None:
-            raise ApiError(400, "VersionMissing", "Musty specify a Version value.")
         view = self.document_view(did)
-        if str(body["version"]) != view["version"]:
-            raise ApiError(
-                400,
-                "UserDocumentModified",
-                "The version value specified in the input does not match the current version value.",
-            )
+        await self._proposal_version(request, view, "UserDocumentModified")
         d = self.documents[did]
         if d["state"] == "Accepted":
             raise ApiError(405, "UserDocumentAlreadyAccepted", "The specified document has already been accepted.")

@@ -58,6 +58,18 @@ ATTESTATION_MAX_AGE = 15 * 60
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+
+def _execution(item: dict | None, statuses: dict, not_accepted: tuple[str, str], disabled_by: tuple[str, str]) -> dict:
+    """CGS's execution status of a contract or document: disabled while it is not accepted or while
+    any member has disabled it (the message names them as CGS does, ``m[a,b]``)."""
+    if item is None or item["state"] != "Accepted":
+        return {"status": "disabled", "reason": {"code": not_accepted[0], "message": not_accepted[1]}}
+    disabled = sorted(m for m, s in statuses.items() if s == "disabled")
+    if not disabled:
+        return {"status": "enabled"}
+    code, message = disabled_by
+    return {"status": "disabled", "reason": {"code": code, "message": f"{message}m[{','.join(disabled)}]."}}
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -430,25 +442,12 @@ class Governance:
         return web.Response(status=200)
 
     def contract_execution(self, cid: str) -> dict:
-        c = self.contracts.get(cid)
-        if c is None or c["state"] != "Accepted":
-            return {
-                "status": "disabled",
-                "reason": {
-                    "code": "ContractNotAccepted",
-                    "message": "Contract does not exist or has not been accepted.",
-                },
-            }
-        disabled = sorted(m for m, s in self.contract_status.get(cid, {}).items() if s == "disabled")
-        if not disabled:
-            return {"status": "enabled"}
-        return {
-            "status": "disabled",
-            "reason": {
-                "code": "ContractDisabled",
-                "message": f"Contract has been disabled by the following member(s): m[{','.join(disabled)}].",
-            },
-        }
+        return _execution(
+            self.contracts.get(cid),
+            self.contract_status.get(cid, {}),
+            ("ContractNotAccepted", "Contract does not exist or has not been accepted."),
+            ("ContractDisabled", "Contract has been disabled by the following member(s): "),
+        )
 
     async def check_contract_execution(self, request: web.Request) -> web.Response:
         self.member(request)
@@ -631,26 +630,12 @@ class Governance:
         return web.Response(status=200)
 
     def document_execution(self, did: str) -> dict:
-        d = self.documents.get(did)
-        if d is None or d["state"] != "Accepted":
-            return {
-                "status": "disabled",
-                "reason": {
-                    "code": "UserDocumentNotAccepted",
-                    "message": "UserDocument does not exist or has not been accepted.",
-                },
-            }
-        disabled = sorted(m for m, s in self.document_status.get(did, {}).items() if s == "disabled")
-        if not disabled:
-            return {"status": "enabled"}
-        return {
-            "status": "disabled",
-            "reason": {
-                "code": "UserDocumentDisabled",
-                "message": f"Execution of the document has been disabled by the following member(s): "
-                f"m[{','.join(disabled)}].",
-            },
-        }
+        return _execution(
+            self.documents.get(did),
+            self.document_status.get(did, {}),
+            ("UserDocumentNotAccepted", "UserDocument does not exist or has not been accepted."),
+            ("UserDocumentDisabled", "Execution of the document has been disabled by the following member(s): "),
+        )
 
     async def check_document_execution(self, request: web.Request) -> web.Response:
         self.member(request)

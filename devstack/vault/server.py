@@ -35,6 +35,10 @@ log = logging.getLogger("devstack.vault")
 VERSION = "1.17.0+devstack"
 DEFAULT_TOKEN_TTL = 768 * 3600
 SUDO_PREFIXES = ("sys/auth/", "sys/audit", "sys/raw", "sys/rotate", "sys/seal")
+# hashicorp/cap jwt/jwt.go: DefaultLeewaySeconds (exp/nbf when missing) and go-jose's DefaultLeeway
+# (clock skew, the only leeway applied to exp, nbf and iat themselves)
+CAP_DEFAULT_LEEWAY = 150
+CAP_DEFAULT_CLOCK_SKEW = 60
 JWT_ALGS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
 
 
@@ -96,6 +100,157 @@ def str_list(value: Any) -> list[str]:
     raise VaultError(400, f"expected a list or a comma-separated string, got {value!r}")
 
 
+def field_int(value: Any, field: str) -> int:
+    """A ``framework.TypeInt`` field as Vault's ``FieldData.Validate`` converts it (weakly: JSON
+    numbers and numeric strings); anything else is a 400."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise VaultError(
+            400,
+            f"error converting input {value} for field \"{field}\": cannot parse '{value}' as int: "
+            f'strconv.ParseInt: parsing "{value}": invalid syntax',
+        ) from None
+
+
+def field_bool(value: Any, field: str) -> bool:
+    """A ``framework.TypeBool`` field: JSON booleans, numbers and strconv.ParseBool's strings."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value != 0
+    text = str(value).strip()
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False", ""):
+        return False
+    raise VaultError(400, f"error converting input {value} for field \"{field}\": cannot parse '{value}' as bool")
+
+
+def comma_ints(value: Any, field: str) -> list[int]:
+    """A ``framework.TypeCommaIntSlice``: a list of ints or a comma-separated string."""
+    if value in (None, ""):
+        return []
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
+    return [field_int(v, field) for v in items if str(v).strip() != ""]
+
+
+def signed_seconds(value: Any, field: str) -> int:
+    """A ``TypeSignedDurationSecond``/``TypeInt`` leeway: seconds, may be negative."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        return int(value)
+    try:
+        return parse_duration(value)
+    except VaultError as exc:
+        raise VaultError(400, f'error converting input {value} for field "{field}"') from exc
+
+
+def json_pointer(doc: Any, pointer: str) -> Any:
+    """RFC 6901 lookup as mitchellh/pointerstructure ``Get``; ``None`` when it does not resolve
+    (vault-plugin-auth-jwt claims.go ``getClaim`` logs and returns nil)."""
+    if pointer == "":
+        return doc
+    if not pointer.startswith("/"):
+        return None
+    for raw_part in pointer[1:].split("/"):
+        part = raw_part.replace("~1", "/").replace("~0", "~")
+        if isinstance(doc, dict):
+            if part not in doc:
+                return None
+            doc = doc[part]
+        elif isinstance(doc, list):
+            if not part.isdigit() or int(part) >= len(doc):
+                return None
+            doc = doc[int(part)]
+        else:
+            return None
+    return doc
+
+
+def get_claim(claims: dict, name: str) -> Any:
+    """claims.go ``getClaim``: a name starting with ``/`` is a JSON pointer into the claims."""
+    return json_pointer(claims, name) if name.startswith("/") else claims.get(name)
+
+
+def _claim_value(value: Any) -> tuple[str, Any] | None:
+    """claims.go ``normalizeList`` items, compared as Go compares interface values: strings,
+    bools, and numbers as json.Number (an integral float becomes its integer text)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, str):
+        return ("str", value)
+    if isinstance(value, int):
+        return ("num", str(value))
+    if isinstance(value, float):
+        return ("num", str(int(value)))
+    return None
+
+
+def _normalize_list(value: Any) -> list[tuple[str, Any]] | None:
+    items = value if isinstance(value, list) else [value]
+    if not isinstance(value, list | str | bool | int | float):
+        return None
+    out = []
+    for item in items:
+        norm = _claim_value(item)
+        out.append(norm if norm is not None else ("other", json.dumps(item, sort_keys=True)))
+    return out
+
+
+def glob_match(pattern: str, value: str) -> bool:
+    """ryanuber/go-glob ``Glob``: ``*`` matches any run of characters (``/`` included)."""
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return pattern == value
+    if not value.startswith(parts[0]) or not value.endswith(parts[-1]):
+        return False
+    pos = len(parts[0])
+    end = len(value) - len(parts[-1])
+    for part in parts[1:-1]:
+        idx = value.find(part, pos, end)
+        if idx < 0:
+            return False
+        pos = idx + len(part)
+    return pos <= end
+
+
+def validate_bound_claims(claims_type: str, bound: dict, claims: dict) -> None:
+    """vault-plugin-auth-jwt claims.go ``validateBoundClaims``/``matchFound``: every bound claim
+    (a name or a JSON pointer) must be present and one of its values must equal (or, for
+    ``glob``, match) one of the claim's values."""
+    for name, expected in bound.items():
+        actual = get_claim(claims, name)
+        if actual is None:
+            raise ValueError(f"claim {name!r} is missing")
+        act = _normalize_list(actual)
+        if act is None:
+            raise ValueError(f"received claim is not a string, bool, int or list: {actual}")
+        exp = _normalize_list(expected)
+        if exp is None:
+            raise ValueError(f"bound claim is not a string, bool, int or list: {expected}")
+        found = False
+        for e_kind, e_val in exp:
+            for a_kind, a_val in act:
+                if claims_type == "glob":
+                    if e_kind != "str":
+                        raise ValueError(f"received claim is not a glob string: {e_val}")
+                    if a_kind == "str" and glob_match(e_val, a_val):
+                        found = True
+                elif (e_kind, e_val) == (a_kind, a_val):
+                    found = True
+        if not found:
+            raise ValueError(f"claim {name!r} does not match any associated bound claim values")
+
+
 def _random_id(prefix: str = "", n: int = 24) -> str:
     alphabet = string.ascii_letters + string.digits
     return prefix + "".join(secrets.choice(alphabet) for _ in range(n))
@@ -155,6 +310,8 @@ class VaultState:
         display_name: str,
         meta: dict | None = None,
         token_id: str | None = None,
+        max_ttl: int = 0,
+        role: tuple[str, str] | None = None,
     ) -> dict:
         now = time.time()
         token = {
@@ -168,6 +325,8 @@ class VaultState:
             "creation_ttl": ttl,
             "expire_at": now + ttl if ttl else None,
             "entity_id": "",
+            "max_ttl": max_ttl,
+            "role": list(role) if role else None,
         }
         self.tokens[token["id"]] = token
         return token
@@ -238,12 +397,7 @@ class VaultServer:
         if path in ("sys/health", "sys/seal-status", "sys/leader", "sys/init"):
             return True
         parts = path.split("/")
-        return (
-            len(parts) == 3
-            and parts[0] == "auth"
-            and parts[2] == "login"
-            and f"{parts[1]}/" in self.state.jwt
-        )
+        return len(parts) == 3 and parts[0] == "auth" and parts[2] == "login" and f"{parts[1]}/" in self.state.jwt
 
     def lookup_token(self, http: web.Request) -> dict:
         value = http.headers.get("X-Vault-Token")
@@ -424,8 +578,7 @@ class VaultServer:
             "type": info["type"],
             "description": info.get("description", ""),
             "options": info.get("options"),
-            "config": info.get("config")
-            or {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
+            "config": info.get("config") or {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
             "local": False,
             "seal_wrap": False,
             "accessor": info.get("accessor", ""),
@@ -578,6 +731,9 @@ class VaultServer:
             self.authorize(req, "update")
             self.state.tokens.pop(req.token["id"], None)
             return None
+        if sub == "renew-self" and req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            return self.renew(req.token, req.body.get("increment"))
         if sub in ("create", "create-orphan") and req.method in ("POST", "PUT"):
             self.authorize(req, "update")
             policies = str_list(req.body.get("policies")) or list(req.token["policies"])
@@ -593,14 +749,39 @@ class VaultServer:
                 policies=policies,
                 ttl=ttl,
                 path="auth/token/create",
-                display_name="token"
-                + (f"-{req.body['display_name']}" if req.body.get("display_name") else ""),
+                display_name="token" + (f"-{req.body['display_name']}" if req.body.get("display_name") else ""),
                 meta=req.body.get("meta"),
                 token_id=req.body.get("id"),
             )
-            return self.envelope(None, auth=self.auth_block(token, [p for p in policies if p != "default"]))
+            return self.envelope(None, auth=self.auth_block(token, token["policies"]))
         self.authorize(req, self.op_cap(req))
         raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
+
+    def renew(self, token: dict, increment: Any) -> dict:
+        """vault/token_store.go ``handleRenewSelf`` -> ``handleRenew``: the token's lease is
+        extended by ``increment`` (else by its own TTL: a JWT token by its role's ``token_ttl``,
+        path_login.go ``pathLoginRenew``, which also fails when the role is gone), never past its
+        max TTL from creation (the role's ``token_max_ttl``, else the system's 768h)."""
+        if token["expire_at"] is None:
+            raise VaultError(400, "lease is not renewable")
+        inc = parse_duration(increment, 0)
+        ttl = token["creation_ttl"]
+        if token.get("role"):
+            mount, name = token["role"]
+            role = self.state.jwt.get(mount, {}).get("roles", {}).get(name)
+            if role is None:
+                raise VaultError(400, f"role {name} does not exist during renewal")
+            ttl = role.get("token_ttl") or DEFAULT_TOKEN_TTL
+            token["max_ttl"] = role.get("token_max_ttl") or 0
+        if inc > 0:
+            ttl = inc
+        now = time.time()
+        limit = token["creation_time"] + (token.get("max_ttl") or DEFAULT_TOKEN_TTL)
+        expire = min(now + ttl, limit)
+        token["expire_at"] = expire
+        auth = self.auth_block(token, token["policies"])
+        auth["lease_duration"] = max(int(expire - now), 0)
+        return self.envelope(None, auth=auth)
 
     # -- JWT auth ---------------------------------------------------------------------------
 
@@ -619,7 +800,9 @@ class VaultServer:
                 raise not_found()
             return self.envelope({"keys": sorted(backend["roles"])})
         if sub.startswith("role/"):
-            name = sub[len("role/") :]
+            # vault-plugin-auth-jwt path_role.go: "name" is a framework.TypeLowerCaseString, so
+            # roles are stored, read and deleted under their lower-cased name.
+            name = sub[len("role/") :].lower()
             roles = backend["roles"]
             if req.method == "GET":
                 self.authorize(req, "read")
@@ -667,8 +850,11 @@ class VaultServer:
         return None
 
     def jwt_role(self, body: dict, old: dict | None) -> dict:
+        """A role as vault-plugin-auth-jwt's ``pathRoleCreateUpdate`` (path_role.go) stores it."""
         role = dict(old or {})
-        role_type = body.get("role_type", role.get("role_type", "oidc"))
+        # path_role.go: role_type is read with data.Get, so a write without it means "oidc",
+        # also when it updates an existing jwt role.
+        role_type = body.get("role_type") or "oidc"
         if role_type not in ("jwt", "oidc"):
             raise VaultError(400, f"invalid 'role_type': {role_type}")
         role["role_type"] = role_type
@@ -677,38 +863,60 @@ class VaultServer:
                 role[key] = str_list(body[key])
         if "policies" in body and "token_policies" not in body:
             role["token_policies"] = str_list(body["policies"])
-        for key in ("bound_subject", "user_claim", "groups_claim", "bound_claims_type"):
+        for key in ("bound_subject", "user_claim", "groups_claim"):
             if key in body:
                 role[key] = body[key] or ""
-        if "bound_claims" in body:
-            role["bound_claims"] = body["bound_claims"] or {}
-        for key, default in (
-            ("token_ttl", 0),
-            ("token_max_ttl", 0),
-            ("clock_skew_leeway", 60),
-            ("expiration_leeway", 150),
-            ("not_before_leeway", 150),
-        ):
+        # path_role.go: the leeways are stored as given (0 when not given); 0 means the default of
+        # hashicorp/cap jwt.go (150 s, clock skew 60 s) and a negative value means none.
+        for key in ("token_ttl", "token_max_ttl"):
             if key in body:
-                role[key] = parse_duration(body[key], default)
+                role[key] = parse_duration(body[key], 0)
             else:
-                role.setdefault(key, default)
+                role.setdefault(key, 0)
+        for key in ("clock_skew_leeway", "expiration_leeway", "not_before_leeway"):
+            if key in body:
+                role[key] = signed_seconds(body[key], key)
+            else:
+                role.setdefault(key, 0)
         if "token_no_default_policy" in body:
             role["token_no_default_policy"] = bool(body["token_no_default_policy"])
+        if "user_claim_json_pointer" in body:
+            role["user_claim_json_pointer"] = bool(body["user_claim_json_pointer"])
+        # path_role.go: bound_claims_type defaults to "string"; "glob" needs string values.
+        claims_type = body.get("bound_claims_type") or "string"
+        if claims_type not in ("string", "glob"):
+            raise VaultError(400, f"invalid 'bound_claims_type': {claims_type}")
+        role["bound_claims_type"] = claims_type
+        if "bound_claims" in body:
+            bound = body["bound_claims"] or {}
+            if not isinstance(bound, dict):
+                raise VaultError(400, f"error converting input {bound} for field 'bound_claims'")
+            if claims_type == "glob":
+                for values in bound.values():
+                    listed = values if isinstance(values, list) else [values]
+                    if not isinstance(values, list | str | bool | int | float):
+                        raise VaultError(400, f"claim is not a string or list: {values}")
+                    for v in listed:
+                        if not isinstance(v, str):
+                            raise VaultError(400, f"claim is not a string: {v}")
+            role["bound_claims"] = bound
         role.setdefault("bound_audiences", [])
         role.setdefault("token_policies", [])
+        role.setdefault("allowed_redirect_uris", [])
         role.setdefault("bound_subject", "")
         role.setdefault("bound_claims", {})
         role.setdefault("token_no_default_policy", False)
+        role.setdefault("user_claim_json_pointer", False)
         if not role.get("user_claim"):
             raise VaultError(400, "a user claim must be defined on the role")
+        if role_type == "oidc" and not role["allowed_redirect_uris"]:
+            raise VaultError(400, "'allowed_redirect_uris' must be set if 'role_type' is 'oidc' or unspecified.")
         if role_type == "jwt" and not (
-            role["bound_audiences"]
-            or role["bound_subject"]
-            or role["bound_claims"]
-            or role.get("token_bound_cidrs")
+            role["bound_audiences"] or role["bound_subject"] or role["bound_claims"] or role.get("token_bound_cidrs")
         ):
             raise VaultError(400, "must have at least one bound constraint when creating/updating a role")
+        if role["token_max_ttl"] and role["token_ttl"] > role["token_max_ttl"]:
+            raise VaultError(400, "ttl should not be greater than max ttl")
         role["policies"] = role["token_policies"]
         return role
 
@@ -752,8 +960,14 @@ class VaultServer:
         return keys
 
     async def jwt_login(self, mount: str, body: dict) -> dict:
+        """vault-plugin-auth-jwt path_login.go ``pathLogin``; the token checks are those of
+        hashicorp/cap jwt/jwt.go ``Validator.validateAll``, in the same order."""
         backend = self.state.jwt[mount]
-        name = body.get("role") or backend["config"].get("default_role")
+        cfg = backend["config"]
+        if not cfg:
+            raise VaultError(400, "could not load configuration")
+        # path_login.go: "role" is a TypeLowerCaseString, as the stored role names.
+        name = str(body.get("role") or cfg.get("default_role") or "").lower()
         if not name:
             raise VaultError(400, "missing role")
         role = backend["roles"].get(name)
@@ -764,22 +978,14 @@ class VaultServer:
         token = body.get("jwt")
         if not token:
             raise VaultError(400, "missing token")
-        cfg = backend["config"]
-        if not cfg:
-            raise VaultError(400, "could not load configuration")
         try:
             header = pyjwt.get_unverified_header(token)
         except pyjwt.PyJWTError as exc:
-            raise VaultError(400, f"error validating token: {exc}") from exc
+            raise VaultError(400, f"error validating token: error verifying token signature: {exc}") from exc
         alg = header.get("alg")
-        allowed_algs = cfg.get("jwt_supported_algs") or JWT_ALGS  # Vault: all algorithms for jwt roles
-        if alg not in allowed_algs:
-            raise VaultError(400, f"error validating token: unsupported signing algorithm {alg!r}")
         candidates: list[Any]
         if cfg.get("jwt_validation_pubkeys"):
-            candidates = [
-                serialization.load_pem_public_key(p.encode()) for p in cfg["jwt_validation_pubkeys"]
-            ]
+            candidates = [serialization.load_pem_public_key(p.encode()) for p in cfg["jwt_validation_pubkeys"]]
         else:
             keys = await self.jwks(mount)
             kid = header.get("kid")
@@ -787,73 +993,64 @@ class VaultServer:
                 keys = await self.jwks(mount, force=True)
             candidates = [keys[kid]] if kid in keys else list(keys.values())
         claims = None
-        skew = role.get("clock_skew_leeway", 60)
-        for key in candidates:
+        for key in candidates:  # cap: the signature first, whatever the algorithm
             try:
                 claims = pyjwt.decode(
                     token,
                     key,
-                    algorithms=[alg],
+                    algorithms=[alg] if alg in JWT_ALGS else JWT_ALGS,
                     options={
                         "verify_aud": False,
                         "verify_exp": False,
                         "verify_nbf": False,
                         "verify_iat": False,
+                        "verify_iss": False,
                     },
                 )
                 break
-            except pyjwt.InvalidSignatureError:
+            except (pyjwt.InvalidSignatureError, pyjwt.InvalidAlgorithmError, pyjwt.InvalidKeyError):
                 continue
             except pyjwt.PyJWTError as exc:
-                raise VaultError(400, f"error validating token: {exc}") from exc
+                raise VaultError(400, f"error validating token: error verifying token signature: {exc}") from exc
         if claims is None:
-            raise VaultError(400, "error validating token: failed to verify id token signature")
-        now = time.time()
-        if "exp" in claims:
-            if not isinstance(claims["exp"], int | float):
-                raise VaultError(400, "error validating token: invalid exp claim")
-            if claims["exp"] + skew + role.get("expiration_leeway", 150) < now:
-                raise VaultError(
-                    400, "error validating token: invalid expiration time (exp) claim: token is expired"
-                )
-        elif role.get("expiration_leeway", 150) >= 0:
-            raise VaultError(400, "error validating token: no exp claim in token")
-        if "nbf" in claims and claims["nbf"] - skew - role.get("not_before_leeway", 150) > now:
             raise VaultError(
-                400, "error validating token: invalid not before (nbf) claim: token not yet valid"
+                400, "error validating token: error verifying token signature: failed to verify id token signature"
+            )
+        # path_login.go: jwt_supported_algs, else every algorithm Vault knows
+        if alg not in (cfg.get("jwt_supported_algs") or JWT_ALGS):
+            raise VaultError(
+                400,
+                "error validating token: invalid algorithm (alg) header parameter: "
+                f"unsupported signing algorithm {alg!r}",
             )
         if cfg.get("bound_issuer") and claims.get("iss") != cfg["bound_issuer"]:
             raise VaultError(400, "error validating token: invalid issuer (iss) claim")
+        if role["bound_subject"] and claims.get("sub") != role["bound_subject"]:
+            raise VaultError(400, "error validating token: invalid subject (sub) claim")
         aud = claims.get("aud")
         auds = [aud] if isinstance(aud, str) else list(aud or [])
-        if role["bound_audiences"]:
-            if not set(auds) & set(role["bound_audiences"]):
-                raise VaultError(
-                    400,
-                    "error validating token: invalid audience (aud) claim: "
-                    "audience claim does not match any expected audience",
-                )
-        elif auds:
+        if role["bound_audiences"] and not set(auds) & set(role["bound_audiences"]):
             raise VaultError(
                 400,
                 "error validating token: invalid audience (aud) claim: "
-                "audience claim found in JWT but no audiences bound to the role",
+                "audience claim does not match any expected audience",
             )
-        if role["bound_subject"] and claims.get("sub") != role["bound_subject"]:
-            raise VaultError(400, "error validating token: sub claim does not match bound subject")
-        for claim, expected in (role.get("bound_claims") or {}).items():
-            want = expected if isinstance(expected, list) else [expected]
-            if claims.get(claim) not in want:
-                raise VaultError(
-                    400,
-                    f"error validating claims: claim {claim!r} does not match any "
-                    "associated bound claim values",
-                )
-        user = claims.get(role["user_claim"])
+        self.check_times(claims, role)
+        if not role["bound_audiences"] and any(auds):
+            raise VaultError(400, "audience claim found in JWT but no audiences bound to the role")
+        # path_login.go createIdentity: the user claim before the bound claims
+        user_claim = role["user_claim"]
+        user = json_pointer(claims, user_claim) if role.get("user_claim_json_pointer") else claims.get(user_claim)
         if user is None:
-            raise VaultError(400, f'claim "{role["user_claim"]}" not found in token')
+            raise VaultError(400, f'claim "{user_claim}" not found in token')
         if not isinstance(user, str):
-            raise VaultError(400, f'claim "{role["user_claim"]}" could not be converted to string')
+            raise VaultError(400, f'claim "{user_claim}" could not be converted to string')
+        try:
+            validate_bound_claims(role.get("bound_claims_type") or "string", role.get("bound_claims") or {}, claims)
+        except ValueError as exc:
+            raise VaultError(400, f"error validating claims: {exc}") from exc
+        # Vault core (request_handling.go, policyutil.SanitizePolicies): "default" is added to the
+        # token's policies unless token_no_default_policy; token_policies is that sorted list.
         policies = list(role["token_policies"])
         if not role.get("token_no_default_policy"):
             policies.append("default")
@@ -864,27 +1061,117 @@ class VaultServer:
             path=f"auth/{mount}login",
             display_name=f"{mount.rstrip('/')}-{user}",
             meta={"role": name},
+            max_ttl=role.get("token_max_ttl") or 0,
+            role=(mount, name),
         )
         self.state.save()
-        return self.envelope(None, auth=self.auth_block(new, role["token_policies"]))
+        return self.envelope(None, auth=self.auth_block(new, new["policies"]))
+
+    @staticmethod
+    def check_times(claims: dict, role: dict, now: float | None = None) -> None:
+        """hashicorp/cap jwt/jwt.go: at least one of iat/nbf/exp; a missing exp is the later of
+        iat/nbf plus expiration_leeway, a missing nbf is iat (or exp minus not_before_leeway);
+        then nbf, exp and iat are each checked with the clock-skew leeway only."""
+        now = time.time() if now is None else now
+
+        def num(name: str) -> float:
+            value = claims.get(name)
+            if value is None:
+                return 0
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise VaultError(400, f"error validating token: json: cannot unmarshal {name} into a NumericDate")
+            return float(value)
+
+        def leeway(value: int, default: int) -> int:
+            return 0 if value < 0 else (value or default)
+
+        iat, exp, nbf = num("iat"), num("exp"), num("nbf")
+        if not (iat or exp or nbf):
+            raise VaultError(
+                400,
+                "error validating token: no issued at (iat), not before (nbf), or expiration time (exp) "
+                "claims in token",
+            )
+        if not exp:
+            exp = max(iat, nbf) + leeway(role.get("expiration_leeway", 0), CAP_DEFAULT_LEEWAY)
+        if not nbf:
+            nbf = iat or exp - leeway(role.get("not_before_leeway", 0), CAP_DEFAULT_LEEWAY)
+        skew = leeway(role.get("clock_skew_leeway", 0), CAP_DEFAULT_CLOCK_SKEW)
+        if now + skew < nbf:
+            raise VaultError(400, "error validating token: invalid not before (nbf) claim: token not yet valid")
+        if now - skew > exp:
+            raise VaultError(400, "error validating token: invalid expiration time (exp) claim: token is expired")
+        if iat and now + skew < iat:
+            raise VaultError(400, "error validating token: invalid issued at (iat) claim: token issued in the future")
 
     # -- KV version 2 -----------------------------------------------------------------------
 
     def route_kv2(self, req: Request, mount: str, rest: str) -> Any:
         store = self.state.kv.setdefault(mount, {})
         kind, _, key = rest.partition("/")
-        options = self.state.mounts[mount].get("options") or {}
-        if kind == "config":
-            if req.method == "GET":
-                self.authorize(req, "read")
-                return self.envelope({"max_versions": 0, "cas_required": False, "delete_version_after": "0s"})
-            raise VaultError(405, "unsupported operation")
+        config = self.state.mounts[mount].setdefault(
+            "kv_config", {"max_versions": 0, "cas_required": False, "delete_version_after": "0s"}
+        )
+        if kind == "config" and not key:
+            return self.kv_config(req, config)
         if kind == "data":
-            return self.kv_data(req, store, key, options)
+            return self.kv_data(req, store, key, config)
         if kind == "metadata":
             return self.kv_metadata(req, store, key)
+        if kind in ("delete", "undelete", "destroy") and key:
+            return self.kv_versions(req, store, kind, key)
         self.authorize(req, self.op_cap(req))
         raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
+
+    def kv_config(self, req: Request, config: dict) -> Any:
+        """vault-plugin-secrets-kv path_config.go: read, or update max_versions/cas_required."""
+        if req.method == "GET":
+            self.authorize(req, "read")
+            return self.envelope(dict(config))
+        if req.method in ("POST", "PUT"):
+            self.authorize(req, "update")
+            body = req.body
+            if "max_versions" in body:
+                config["max_versions"] = field_int(body["max_versions"], "max_versions")
+            if "cas_required" in body:
+                config["cas_required"] = field_bool(body["cas_required"], "cas_required")
+            if "delete_version_after" in body:
+                seconds = signed_seconds(body["delete_version_after"], "delete_version_after")
+                if seconds:
+                    raise VaultError(400, "delete_version_after is not supported by the devstack Vault")
+                config["delete_version_after"] = "0s"
+            return None
+        raise VaultError(405, "unsupported operation")
+
+    def kv_versions(self, req: Request, store: dict, kind: str, key: str) -> Any:
+        """path_delete.go (``delete``/``undelete``) and path_destroy.go: an update on
+        ``<mount>/<kind>/<key>`` with ``versions``; unknown or destroyed versions are skipped,
+        a missing key is not an error."""
+        if req.method not in ("POST", "PUT"):
+            self.authorize(req, self.op_cap(req))
+            raise VaultError(405, "unsupported operation")
+        self.authorize(req, "update")
+        versions = comma_ints(req.body.get("versions"), "versions")
+        if not versions:
+            raise VaultError(400, "no version number provided" if kind == "destroy" else "No version number provided")
+        rec = store.get(key)
+        if rec is None:
+            return None
+        now = now_rfc3339()
+        for number in versions:
+            v = rec["versions"].get(str(number))
+            if v is None or v["destroyed"]:
+                continue
+            if kind == "delete":
+                if not v["deletion_time"]:
+                    v["deletion_time"] = now
+            elif kind == "undelete":
+                v["deletion_time"] = ""
+            else:
+                v["destroyed"] = True
+                v["data"] = None
+        rec["updated_time"] = now
+        return None
 
     @staticmethod
     def kv_meta_view(rec: dict, version: int) -> dict:
@@ -897,7 +1184,7 @@ class VaultServer:
             "version": version,
         }
 
-    def kv_data(self, req: Request, store: dict, key: str, options: dict) -> Any:
+    def kv_data(self, req: Request, store: dict, key: str, config: dict) -> Any:
         if not key:
             raise VaultError(404, "no handler for route")
         rec = store.get(key)
@@ -905,8 +1192,13 @@ class VaultServer:
         if m == "GET":
             self.authorize(req, "read")
             if rec is None or rec["current_version"] == 0:
+                if "version" in req.query:
+                    field_int(req.query["version"], "version")
                 raise not_found()
-            version = int(req.query.get("version") or 0) or rec["current_version"]
+            # path_data.go: "version" is a framework.TypeInt; Vault's field validation refuses
+            # what does not parse (400) and a version <= 0 means the current one.
+            version = field_int(req.query.get("version") or 0, "version")
+            version = version if version > 0 else rec["current_version"]
             v = rec["versions"].get(str(version))
             if v is None:
                 raise not_found()
@@ -922,13 +1214,21 @@ class VaultServer:
             if not isinstance(data, dict):
                 raise VaultError(400, "data must be a JSON object")
             opts = req.body.get("options") or {}
+            if not isinstance(opts, dict):
+                raise VaultError(400, f'error converting input {opts} for field "options"')
             cas = opts.get("cas")
             current = rec["current_version"] if rec else 0
-            cas_required = (rec or {}).get("cas_required") or str(options.get("cas_required", "")) == "true"
+            # path_data.go validateCheckAndSetOption: the engine's config or the key's metadata
+            cas_required = (rec or {}).get("cas_required") or config.get("cas_required")
             if cas is None and cas_required:
                 raise VaultError(400, "check-and-set parameter required for this call")
-            if cas is not None and int(cas) != current:
-                raise VaultError(400, "check-and-set parameter did not match the current version")
+            if cas is not None:
+                try:
+                    cas_value = int(str(cas))
+                except ValueError:
+                    raise VaultError(400, "error parsing check-and-set parameter") from None
+                if cas_value != current:
+                    raise VaultError(400, "check-and-set parameter did not match the current version")
             now = now_rfc3339()
             if rec is None:
                 rec = store[key] = new_kv_record(now)
@@ -941,7 +1241,8 @@ class VaultServer:
             }
             rec["current_version"] = version
             rec["updated_time"] = now
-            keep = rec["max_versions"] or int(options.get("max_versions", 0) or 0) or 10
+            # path_data.go AddVersion: the larger of the key's and the engine's max_versions, else 10
+            keep = max(rec["max_versions"], config.get("max_versions") or 0) or 10
             for old in sorted(int(v) for v in rec["versions"]):
                 if len(rec["versions"]) <= keep:
                     break
@@ -1005,9 +1306,9 @@ class VaultServer:
             if rec is None:
                 rec = store[key] = new_kv_record(now)
             if "max_versions" in req.body:
-                rec["max_versions"] = int(req.body["max_versions"])
+                rec["max_versions"] = field_int(req.body["max_versions"], "max_versions")
             if "cas_required" in req.body:
-                rec["cas_required"] = bool(req.body["cas_required"])
+                rec["cas_required"] = field_bool(req.body["cas_required"], "cas_required")
             if "custom_metadata" in req.body:
                 rec["custom_metadata"] = req.body["custom_metadata"]
             rec["updated_time"] = now

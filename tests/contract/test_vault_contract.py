@@ -86,10 +86,7 @@ def test_health_and_token_lookup(vault, root):
 def test_kv2_versions_cas_metadata_and_list(vault, root, kv):
     kv2 = root.secrets.kv.v2
     assert kv2.create_or_update_secret("app/one", secret={"v": "1"}, mount_point=kv)["data"]["version"] == 1
-    assert (
-        kv2.create_or_update_secret("app/one", secret={"v": "2"}, mount_point=kv, cas=1)["data"]["version"]
-        == 2
-    )
+    assert kv2.create_or_update_secret("app/one", secret={"v": "2"}, mount_point=kv, cas=1)["data"]["version"] == 2
     with pytest.raises(hvac.exceptions.InvalidRequest, match="check-and-set"):
         kv2.create_or_update_secret("app/one", secret={"v": "x"}, mount_point=kv, cas=1)
     with pytest.raises(hvac.exceptions.InvalidRequest):  # cas=0: only if it does not exist yet
@@ -160,9 +157,7 @@ def test_read_only_policy_on_exact_path(vault, root, kv, policies):
     root.secrets.kv.v2.create_or_update_secret("client_a/s10", secret={"key": "k"}, mount_point=kv)
     reader = token_for(root, vault, policies(f'path "{kv}/data/client_a/s1" {{ capabilities = ["read"] }}'))
     kv2 = reader.secrets.kv.v2
-    assert kv2.read_secret_version("client_a/s1", mount_point=kv, raise_on_deleted_version=True)["data"][
-        "data"
-    ]
+    assert kv2.read_secret_version("client_a/s1", mount_point=kv, raise_on_deleted_version=True)["data"]["data"]
     for path in ("client_a/s10", "client_a/s1/x"):
         with pytest.raises(hvac.exceptions.Forbidden):
             kv2.read_secret_version(path, mount_point=kv, raise_on_deleted_version=True)
@@ -242,9 +237,7 @@ def signed(key, **claims) -> str:
         "exp": now + 300,
     }
     body.update(claims)
-    return jwt.encode(
-        {k: v for k, v in body.items() if v is not None}, key, algorithm="ES256", headers={"kid": "k1"}
-    )
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="ES256", headers={"kid": "k1"})
 
 
 def test_jwt_login_issues_token_with_role_policies(vault, root, jwt_auth):
@@ -260,9 +253,7 @@ def test_jwt_login_issues_token_with_role_policies(vault, root, jwt_auth):
     assert role["bound_audiences"] == ["TESTING"] and role["role_type"] == "jwt"
 
 
-@pytest.mark.parametrize(
-    "case", ["wrong_audience", "expired", "wrong_subject", "other_key", "unknown_role", "garbage"]
-)
+@pytest.mark.parametrize("case", ["wrong_audience", "expired", "wrong_subject", "other_key", "unknown_role", "garbage"])
 def test_jwt_login_refusals(vault, jwt_auth, case):
     path, key, _ = jwt_auth
     role = "client_abc123456"
@@ -282,3 +273,173 @@ def test_jwt_login_refusals(vault, jwt_auth, case):
     resp = raw(vault, "POST", f"auth/{path}/login", json={"role": role, "jwt": token})
     assert resp.status_code == 400, resp.text
     assert resp.json()["errors"] and resp.json().get("auth") is None
+
+
+# -- strictness as the real Vault (issue 13) -------------------------------------------------
+
+
+def login(vault, path: str, role: str, token: str) -> requests.Response:
+    return raw(vault, "POST", f"auth/{path}/login", json={"role": role, "jwt": token})
+
+
+@pytest.mark.parametrize(
+    ("claims", "accepted"),
+    [
+        ({"exp": -30}, True),  # within the 60 s clock-skew leeway
+        ({"exp": -90}, False),  # beyond it: no extra expiration_leeway on a present exp
+        ({"nbf": 90}, False),
+        ({"nbf": 30}, True),
+        ({"iat": 90}, False),  # issued in the future
+        ({"iat": 30}, True),
+        ({"iat": None, "exp": None}, False),  # none of iat/nbf/exp
+        ({"iat": -300, "exp": None}, False),  # exp = iat + expiration_leeway (150 s), + 60 s skew: expired
+        ({"iat": -100, "exp": None}, True),
+    ],
+)
+def test_jwt_login_time_claims_use_only_the_clock_skew_leeway(vault, jwt_auth, claims, accepted):
+    """hashicorp/cap jwt.go: exp/nbf/iat are checked with clock_skew_leeway (60 s) only;
+    expiration_leeway (150 s) only stands in for a missing exp."""
+    path, key, _ = jwt_auth
+    now = int(time.time())
+    token = signed(key, **{k: (None if v is None else now + v) for k, v in claims.items()})
+    resp = login(vault, path, "client_abc123456", token)
+    assert (resp.status_code == 200) is accepted, resp.text
+    if not accepted:
+        assert resp.status_code == 400 and "error validating token" in resp.json()["errors"][0]
+
+
+def test_jwt_role_names_are_case_insensitive(vault, root, jwt_auth):
+    path, key, subject = jwt_auth
+    body = {"role_type": "jwt", "user_claim": "sub", "bound_audiences": "TESTING", "bound_subject": subject}
+    assert raw(vault, "POST", f"auth/{path}/role/Mixed_Case", vault[1], json=body).status_code == 204
+    keys = raw(vault, "LIST", f"auth/{path}/role", vault[1]).json()["data"]["keys"]
+    assert "mixed_case" in keys and "Mixed_Case" not in keys
+    assert raw(vault, "GET", f"auth/{path}/role/MIXED_CASE", vault[1]).status_code == 200
+    assert login(vault, path, "mIxEd_CaSe", signed(key)).status_code == 200
+
+
+def test_jwt_login_token_policies_include_default_unless_disabled(vault, root, jwt_auth):
+    path, key, subject = jwt_auth
+    auth = login(vault, path, "client_abc123456", signed(key)).json()["auth"]
+    assert auth["token_policies"] == ["client_abc123456", "default"]
+    body = {
+        "role_type": "jwt",
+        "user_claim": "sub",
+        "bound_subject": subject,
+        "bound_audiences": "TESTING",
+        "token_policies": "client_abc123456",
+        "token_no_default_policy": True,
+    }
+    assert raw(vault, "POST", f"auth/{path}/role/nodefault", vault[1], json=body).status_code == 204
+    auth = login(vault, path, "nodefault", signed(key)).json()["auth"]
+    assert auth["token_policies"] == ["client_abc123456"] and "default" not in auth["policies"]
+
+
+def test_jwt_bound_claims_lists_globs_and_json_pointers(vault, jwt_auth):
+    path, key, _ = jwt_auth
+
+    def role(name: str, bound: dict, claims_type: str = "string") -> None:
+        body = {
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_audiences": "TESTING",
+            "bound_claims": bound,
+            "bound_claims_type": claims_type,
+        }
+        resp = raw(vault, "POST", f"auth/{path}/role/{name}", vault[1], json=body)
+        assert resp.status_code == 204, resp.text
+
+    role("listed", {"groups": ["admins", "ops"]})
+    role("globbed", {"sub": "spiffe://hpcs.local/c/*/workload"}, "glob")
+    role("pointer", {"/org/team": "data"})
+    assert login(vault, path, "listed", signed(key, groups=["users", "ops"])).status_code == 200
+    assert login(vault, path, "listed", signed(key, groups="ops")).status_code == 200
+    assert login(vault, path, "listed", signed(key, groups=["users"])).status_code == 400
+    assert login(vault, path, "listed", signed(key)).status_code == 400  # claim missing
+    assert login(vault, path, "globbed", signed(key)).status_code == 200
+    assert login(vault, path, "globbed", signed(key, sub="spiffe://hpcs.local/h/node1")).status_code == 400
+    assert login(vault, path, "pointer", signed(key, org={"team": "data"})).status_code == 200
+    refused = login(vault, path, "pointer", signed(key, org={"team": "other"}))
+    assert refused.status_code == 400 and "error validating claims" in refused.json()["errors"][0]
+    bad = raw(
+        vault,
+        "POST",
+        f"auth/{path}/role/badglob",
+        vault[1],
+        json={"role_type": "jwt", "user_claim": "sub", "bound_claims": {"n": [1]}, "bound_claims_type": "glob"},
+    )
+    assert bad.status_code == 400
+
+
+def test_oidc_role_needs_allowed_redirect_uris(vault, jwt_auth):
+    path, _, _ = jwt_auth
+    for body in ({"user_claim": "sub"}, {"role_type": "oidc", "user_claim": "sub"}):
+        resp = raw(vault, "POST", f"auth/{path}/role/web", vault[1], json=body)
+        assert resp.status_code == 400 and "allowed_redirect_uris" in resp.json()["errors"][0]
+    ok = {"role_type": "oidc", "user_claim": "sub", "allowed_redirect_uris": "https://app.example/cb"}
+    assert raw(vault, "POST", f"auth/{path}/role/web", vault[1], json=ok).status_code == 204
+
+
+def test_kv2_delete_undelete_destroy(vault, root, kv):
+    kv2 = root.secrets.kv.v2
+    for v in ("1", "2", "3"):
+        kv2.create_or_update_secret("k", secret={"v": v}, mount_point=kv)
+    kv2.delete_secret_versions("k", versions=[1, 2], mount_point=kv)
+    assert raw(vault, "GET", f"{kv}/data/k", vault[1], params={"version": 2}).status_code == 404
+    kv2.undelete_secret_versions("k", versions=[2], mount_point=kv)
+    back = kv2.read_secret_version("k", version=2, mount_point=kv, raise_on_deleted_version=True)
+    assert back["data"]["data"] == {"v": "2"}
+    kv2.destroy_secret_versions("k", versions=[2], mount_point=kv)
+    gone = raw(vault, "GET", f"{kv}/data/k", vault[1], params={"version": 2})
+    assert gone.status_code == 404 and gone.json()["data"]["metadata"]["destroyed"] is True
+    kv2.undelete_secret_versions("k", versions=[2], mount_point=kv)  # a destroyed version stays destroyed
+    assert raw(vault, "GET", f"{kv}/data/k", vault[1], params={"version": 2}).status_code == 404
+    meta = kv2.read_secret_metadata("k", mount_point=kv)["data"]["versions"]
+    assert meta["2"]["destroyed"] is True and meta["1"]["deletion_time"] and not meta["3"]["deletion_time"]
+    for kind in ("delete", "undelete", "destroy"):
+        resp = raw(vault, "POST", f"{kv}/{kind}/k", vault[1], json={})
+        assert resp.status_code == 400 and "version number provided" in resp.json()["errors"][0].lower()
+    assert raw(vault, "POST", f"{kv}/destroy/never-written", vault[1], json={"versions": [1]}).status_code == 204
+
+
+def test_kv2_config_max_versions_and_cas_required(vault, root, kv):
+    kv2 = root.secrets.kv.v2
+    kv2.configure(max_versions=2, cas_required=True, mount_point=kv)
+    cfg = kv2.read_configuration(mount_point=kv)["data"]
+    assert cfg["max_versions"] == 2 and cfg["cas_required"] is True
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="check-and-set parameter required"):
+        kv2.create_or_update_secret("c", secret={"v": "0"}, mount_point=kv)
+    for n in range(3):
+        kv2.create_or_update_secret("c", secret={"v": str(n)}, mount_point=kv, cas=n)
+    meta = kv2.read_secret_metadata("c", mount_point=kv)["data"]
+    assert meta["current_version"] == 3 and sorted(meta["versions"]) == ["2", "3"]
+    assert meta["oldest_version"] == 2
+
+
+@pytest.mark.parametrize("version", ["abc", "1.5", "-x"])
+def test_kv2_read_with_a_non_integer_version_is_400(vault, root, kv, version):
+    root.secrets.kv.v2.create_or_update_secret("v", secret={"v": "1"}, mount_point=kv)
+    resp = raw(vault, "GET", f"{kv}/data/v", vault[1], params={"version": version})
+    assert resp.status_code == 400, resp.text
+    assert 'for field "version"' in resp.json()["errors"][0]
+
+
+def test_token_renew_self_and_revoke_self(vault, root, policies):
+    name = policies('path "kv/data/x" { capabilities = ["read"] }')
+    client = token_for(root, vault, name)
+    before = client.lookup_token()["data"]
+    assert before["renewable"] is True and before["ttl"] <= 600
+    renewed = client.auth.token.renew_self(increment="1h")["auth"]
+    assert 3500 <= renewed["lease_duration"] <= 3600
+    assert renewed["client_token"] == client.token and sorted(renewed["token_policies"]) == sorted(["default", name])
+    assert client.lookup_token()["data"]["ttl"] > 600
+    client.auth.token.revoke_self()
+    assert not client.is_authenticated()
+
+
+def test_jwt_token_renew_self(vault, jwt_auth):
+    path, key, _ = jwt_auth
+    token = login(vault, path, "client_abc123456", signed(key)).json()["auth"]["client_token"]
+    resp = raw(vault, "POST", "auth/token/renew-self", token, json={"increment": "120s"})
+    assert resp.status_code == 200, resp.text
+    assert 110 <= resp.json()["auth"]["lease_duration"] <= 120

@@ -3,8 +3,8 @@
 * ``POST /api/agents/token?hostname=<node>``: join token for a compute node's agent, whose
   SPIFFE ID becomes ``spiffe://<td>/h/<node>``.
 * ``POST /api/client/register``: client id = first 9 hex digits of sha256 of the ``Remote-Addr``
-  header (the real server sits behind a proxy that sets it; here the peer address is the
-  fallback); writes the Vault policy ``client_<id>`` (create+update on ``kv/data/client_<id>/*``),
+  header, which Quart sets to the peer address (a header sent by the caller is ignored);
+  writes the Vault policy ``client_<id>`` (create+update on ``kv/data/client_<id>/*``),
   a join token for the client's agent (``spiffe://<td>/c/<id>``), the workload entry
   ``spiffe://<td>/c/<id>/workload`` under that agent with selector ``unix:uid:<uid>`` (CSC
   registers ``unix:uid:0`` because its client containers run as root; the uid is configurable
@@ -29,6 +29,8 @@ from typing import Any
 import aiohttp
 import jwt as pyjwt
 from aiohttp import web
+
+from devstack.spire.common import JwtSvidError, validate_jwt_svid
 
 log = logging.getLogger("devstack.hpcs_server")
 
@@ -88,9 +90,7 @@ class HPCSServer:
 
     async def spire(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.spire_admin_token}"}
-        async with self.session.request(
-            method, f"{self.spire_url}{path}", json=body, headers=headers
-        ) as resp:
+        async with self.session.request(method, f"{self.spire_url}{path}", json=body, headers=headers) as resp:
             data = await resp.json(content_type=None)
             if resp.status >= 400 and resp.status != 409:
                 raise UpstreamError(f"spire {method} {path}: HTTP {resp.status} {data}")
@@ -104,14 +104,10 @@ class HPCSServer:
         await self.vault("POST", f"auth/{self.jwt_mount}/config", {"oidc_discovery_url": self.spire_url})
         _, mounts = await self.vault("GET", "sys/mounts")
         if f"{self.kv_mount}/" not in (mounts or {}).get("data", {}):
-            await self.vault(
-                "POST", f"sys/mounts/{self.kv_mount}", {"type": "kv", "options": {"version": "2"}}
-            )
+            await self.vault("POST", f"sys/mounts/{self.kv_mount}", {"type": "kv", "options": {"version": "2"}})
 
     async def token_generate(self, spiffe_id: str) -> str:
-        _, data = await self.spire(
-            "POST", "/admin/v1/join_tokens", {"spiffe_id": spiffe_id, "ttl": JOIN_TOKEN_TTL}
-        )
+        _, data = await self.spire("POST", "/admin/v1/join_tokens", {"spiffe_id": spiffe_id, "ttl": JOIN_TOKEN_TTL})
         return data["value"]
 
     async def entry_create(self, parent_id: str, spiffe_id: str, selectors: list[str]) -> None:
@@ -144,19 +140,12 @@ class HPCSServer:
         """The SPIFFE ID of a valid JWT-SVID for our audience (signature from SPIRE's JWKS)."""
         async with self.session.get(f"{self.spire_url}/keys") as resp:
             jwks = await resp.json(content_type=None)
+        # CSC validates through its agent's ValidateJWTSVID (spire pkg/common/jwtsvid/validate.go):
+        # keys are looked up by the subject's trust domain and the kid, the subject must be a
+        # SPIFFE ID; the server trusts only its own trust domain's bundle.
         keys = {k.get("kid"): pyjwt.PyJWK(k).key for k in jwks.get("keys", [])}
-        header = pyjwt.get_unverified_header(token)
-        key = keys.get(header.get("kid"))
-        if key is None:
-            raise pyjwt.InvalidTokenError("token signed by an unknown authority")
-        claims = pyjwt.decode(
-            token,
-            key,
-            algorithms=["ES256", "ES384", "RS256"],
-            audience=self.audience,
-            options={"require": ["sub", "exp", "aud"]},
-        )
-        return claims["sub"]
+        subject, _ = validate_jwt_svid(token, {self.trust_domain: keys}, self.audience)
+        return subject
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -171,16 +160,19 @@ class HPCSServer:
 
     @staticmethod
     def client_id(request: web.Request) -> str:
-        addr = request.headers.get("Remote-Addr") or request.remote or ""
+        """CSC server/app.py: ``sha256(request.headers.get("Remote-Addr"))[:9]``. Quart
+        (src/quart/asgi.py ``_create_request_from_scope``) sets ``Remote-Addr`` to the ASGI
+        client's address *before* adding the request's own headers, and ``get`` returns the
+        first value: the header is always there and is the peer address; a ``Remote-Addr`` the
+        caller sends is ignored."""
+        addr = request.remote or "<local>"
         return hashlib.sha256(addr.encode()).hexdigest()[0:9]
 
     async def agents_token(self, request: web.Request) -> web.Response:
         hostname = request.query.get("hostname")
         if hostname is not None:
             if not UNIX_NAME.match(hostname):
-                return web.json_response(
-                    {"success": False, "message": f"invalid hostname {hostname!r}"}, status=400
-                )
+                return web.json_response({"success": False, "message": f"invalid hostname {hostname!r}"}, status=400)
             spiffe_id = f"spiffe://{self.trust_domain}/h/{hostname}"
             try:
                 token = await self.token_generate(spiffe_id)
@@ -195,9 +187,7 @@ class HPCSServer:
                         "token": token,
                     }
                 )
-        return web.json_response(
-            {"success": False, "message": "Please provide the hostname bound to the token."}
-        )
+        return web.json_response({"success": False, "message": "Please provide the hostname bound to the token."})
 
     async def client_register(self, request: web.Request) -> web.Response:
         client_id = self.client_id(request)
@@ -219,8 +209,7 @@ class HPCSServer:
             return web.json_response(
                 {
                     "success": False,
-                    "message": "token created, it expires in 60 seconds. "
-                    "An error occured while registering workloads.",
+                    "message": "token created, it expires in 60 seconds. An error occured while registering workloads.",
                     "client_id": client_id,
                     "token": token,
                 }
@@ -237,6 +226,12 @@ class HPCSServer:
         )
 
     @staticmethod
+    def server_error(message: str) -> web.Response:
+        """What CSC's Quart app answers when a handler raises: 500."""
+        log.warning("request refused as CSC's server fails on it: %s", message)
+        return web.json_response({"success": False, "message": f"500 Internal Server Error: {message}"}, status=500)
+
+    @staticmethod
     def bad_request(message: str) -> web.Response:
         return web.json_response({"success": False, "message": message}, status=400)
 
@@ -247,16 +242,19 @@ class HPCSServer:
             return self.bad_request("the body must be a JSON object")
         if not isinstance(data, dict):
             return self.bad_request("the body must be a JSON object")
-        missing = [k for k in ("jwt", "secret", "compute_nodes") if not data.get(k)]
+        # CSC server/app.py reads data["secret"], data["jwt"], data["compute_nodes"], data["users"]
+        # and data["groups"] with [] (users/groups may be null, not absent): a missing key is a
+        # KeyError, which Quart answers with 500.
+        missing = [k for k in ("jwt", "secret", "users", "groups", "compute_nodes") if k not in data]
         if missing:
-            return self.bad_request(f"missing field(s): {', '.join(missing)}")
+            return self.server_error(f"KeyError: {', '.join(repr(k) for k in missing)}")
+        if not data["jwt"] or not data["secret"] or not data["compute_nodes"]:
+            return self.bad_request("jwt, secret and compute_nodes must not be empty")
         users, groups, nodes = data.get("users") or [], data.get("groups") or [], data["compute_nodes"]
         if not all(isinstance(v, list) for v in (users, groups, nodes)):
             return self.bad_request("users, groups and compute_nodes must be lists")
         if not users and not groups:
-            return self.bad_request(
-                "please provide at least one user or one group to give the access to the key"
-            )
+            return self.bad_request("please provide at least one user or one group to give the access to the key")
         for kind, names in (("username", users), ("groupname", groups), ("compute node name", nodes)):
             for name in names:
                 if not isinstance(name, str) or not UNIX_NAME.match(name):
@@ -269,19 +267,16 @@ class HPCSServer:
         spiffe_id = f"spiffe://{self.trust_domain}/c/{client_id}/s/{secret}"
         try:
             subject = await self.validate_jwt_svid(data["jwt"])
-        except (pyjwt.PyJWTError, aiohttp.ClientError, ValueError) as exc:
+        except (JwtSvidError, pyjwt.PyJWTError, aiohttp.ClientError, ValueError) as exc:
             # CSC's server lets the Workload API's validation error escape: HTTP 500.
-            return web.json_response(
-                {"success": False, "message": f"could not validate JWT-SVID: {exc}"}, status=500
-            )
+            return web.json_response({"success": False, "message": f"could not validate JWT-SVID: {exc}"}, status=500)
         if subject.split("/")[-2] != client_id or not subject.startswith(
             f"spiffe://{self.trust_domain}/c/{client_id}/"
         ):
             return web.json_response(
                 {
                     "success": False,
-                    "message": "your SVID doesn't match to your client_id. "
-                    "Please ensure this identity belongs to you",
+                    "message": "your SVID doesn't match to your client_id. Please ensure this identity belongs to you",
                 }
             )
 

@@ -29,7 +29,7 @@ import jwt as pyjwt
 from google.protobuf import struct_pb2
 from spiffe._proto import workload_pb2, workload_pb2_grpc
 
-from devstack.spire.common import selector_str
+from devstack.spire.common import JwtSvidError, selector_str, validate_jwt_svid
 
 log = logging.getLogger("devstack.spire.agent")
 
@@ -101,9 +101,7 @@ class ServerClient:
                 return
             log.warning("saved agent credentials were refused (HTTP %s); attesting again", status)
         if not join_token:
-            raise SystemExit(
-                "agent is not attested and no join token was given (-joinToken or agent.join_token)"
-            )
+            raise SystemExit("agent is not attested and no join token was given (-joinToken or agent.join_token)")
         status, data = await self._post("/agent/v1/attest", {"join_token": join_token}, auth=False)
         if status != 200:
             raise SystemExit(f"failed to attest agent: {data.get('error', status)}")
@@ -160,9 +158,7 @@ class WorkloadAPI(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
             log.warning("workload attestation failed: %s", exc)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
         entries, _ = await self.client.entries()
-        matched = [
-            e for e in entries if e["selectors"] and {selector_str(s) for s in e["selectors"]} <= selectors
-        ]
+        matched = [e for e in entries if e["selectors"] and {selector_str(s) for s in e["selectors"]} <= selectors]
         log.debug("pid %s uid %s: %d selectors, %d identities", pid, uid, len(selectors), len(matched))
         return matched
 
@@ -191,7 +187,11 @@ class WorkloadAPI(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
 
     async def FetchJWTBundles(self, request, context):  # noqa: N802
         await self.check_header(context)
-        await self.identities(context)  # the real agent also attests bundle callers
+        # pkg/agent/endpoints/workload/handler.go sendJWTBundlesResponse: without an identity
+        # (no registration entry matches) the caller gets PermissionDenied "no identity issued"
+        # (unless the agent's allow_unauthenticated_verifiers is set, which it is not here).
+        if not await self.identities(context):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
         _, bundle = await self.client.entries()
         doc = {"keys": bundle["keys"]}
         yield workload_pb2.JWTBundlesResponse(bundles={self.client.trust_domain: json.dumps(doc).encode()})
@@ -204,25 +204,20 @@ class WorkloadAPI(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "audience must be specified")
         if not request.svid:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "svid must be specified")
+        await self.identities(context)  # handler.go: the caller is attested (no entry needed)
         _, bundle = await self.client.entries()
-        keys = {k.get("kid"): pyjwt.PyJWK(k).key for k in bundle["keys"]}
+        # handler.go keyStoreFromBundles: keys per trust domain (the agent has only its own bundle;
+        # no federation here), looked up by the SVID subject's trust domain AND the kid.
+        key_store = {self.client.trust_domain: {k.get("kid"): pyjwt.PyJWK(k).key for k in bundle["keys"]}}
         try:
-            header = pyjwt.get_unverified_header(request.svid)
-            key = keys.get(header.get("kid"))
-            if key is None:
-                raise pyjwt.InvalidTokenError(f"token signed by unknown authority {header.get('kid')!r}")
-            claims = pyjwt.decode(
-                request.svid,
-                key,
-                algorithms=["ES256", "ES384", "RS256", "PS256"],
-                audience=request.audience,
-                options={"require": ["sub", "exp", "aud"]},
-            )
-        except pyjwt.PyJWTError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"could not validate JWT-SVID: {exc}")
+            spiffe_id, claims = validate_jwt_svid(request.svid, key_store, request.audience)
+        except (JwtSvidError, pyjwt.PyJWTError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if isinstance(claims.get("aud"), str):  # handler.go: aud is always returned as a list
+            claims["aud"] = [claims["aud"]]
         st = struct_pb2.Struct()
         st.update({k: v for k, v in claims.items()})
-        return workload_pb2.ValidateJWTSVIDResponse(spiffe_id=claims["sub"], claims=st)
+        return workload_pb2.ValidateJWTSVIDResponse(spiffe_id=spiffe_id, claims=st)
 
     async def FetchX509SVID(self, request, context):  # noqa: N802
         await self.check_header(context)
@@ -297,11 +292,7 @@ async def run_agent(config: dict[str, Any], stop: asyncio.Event) -> None:
     base = f"http://{config['server_address']}:{config['server_port']}"
     async with ServerClient(base, data_dir) as client:
         await client.attest(config.get("join_token"))
-        if (
-            config.get("trust_domain")
-            and client.trust_domain
-            and config["trust_domain"] != client.trust_domain
-        ):
+        if config.get("trust_domain") and client.trust_domain and config["trust_domain"] != client.trust_domain:
             raise SystemExit(
                 f"trust domain {config['trust_domain']!r} does not match the server's {client.trust_domain!r}"
             )

@@ -57,9 +57,7 @@ class Datastore:
 
     def save(self) -> None:
         tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"entries": self.entries, "join_tokens": self.join_tokens, "agents": self.agents})
-        )
+        tmp.write_text(json.dumps({"entries": self.entries, "join_tokens": self.join_tokens, "agents": self.agents}))
         os.chmod(tmp, 0o600)
         tmp.replace(self.file)
 
@@ -139,20 +137,37 @@ class SpireServer:
     # -- OIDC discovery provider and bundle ------------------------------------------------
 
     async def oidc_discovery(self, request: web.Request) -> web.Response:
+        """support/oidc-discovery-provider/handler.go ``serveWellKnown``: the issuer is the
+        request's scheme and host (or the configured jwt_issuer), jwks_uri ``<base>/keys`` (or
+        ``<jwt_issuer>/keys``), and the fixed fields exactly as SPIRE hardcodes them."""
         base = f"{request.scheme}://{request.host}"
+        jwks_uri = f"{self.jwt_issuer.rstrip('/')}/keys" if self.jwt_issuer else f"{base}/keys"
         return web.json_response(
             {
                 "issuer": self.jwt_issuer or base,
-                "jwks_uri": f"{base}/keys",
+                "jwks_uri": jwks_uri,
                 "authorization_endpoint": "",
                 "response_types_supported": ["id_token"],
-                "subject_types_supported": [],
+                "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384"],
-            }
+            },
+            headers={"Access-Control-Allow-Origin": "*"},
         )
 
     async def oidc_keys(self, request: web.Request) -> web.Response:
-        return web.json_response({"keys": [self.key.jwk("sig")]})
+        """handler.go ``serveKeys``/``enrichJwksKeys``: ``alg`` from the key; ``use`` only with
+        the provider's ``set_key_use`` (off by default); not cached."""
+        jwk = self.key.jwk("sig")
+        jwk.pop("use", None)
+        return web.json_response(
+            {"keys": [jwk]},
+            headers={
+                "Cache-Control": "no-cache, no-store, must-revalidate",
+                "Pragma": "no-cache",
+                "Expires": "0",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
 
     def bundle_doc(self) -> dict:
         return {"keys": [self.key.jwk("jwt-svid")], "spiffe_sequence": 1, "spiffe_refresh_hint": 300}
@@ -205,10 +220,7 @@ class SpireServer:
         if td != self.trust_domain:
             raise web.HTTPBadRequest(
                 text=json.dumps(
-                    {
-                        "error": f"invalid {what}: {value!r} is not a member of trust domain "
-                        f"{self.trust_domain!r}"
-                    }
+                    {"error": f"invalid {what}: {value!r} is not a member of trust domain {self.trust_domain!r}"}
                 ),
                 content_type="application/json",
             )
@@ -312,11 +324,7 @@ class SpireServer:
     async def list_agents(self, request: web.Request) -> web.Response:
         self.require_admin(request)
         return web.json_response(
-            {
-                "agents": [
-                    {"id": a["agent_id"], "attested_at": a["attested_at"]} for a in self.store.agents.values()
-                ]
-            }
+            {"agents": [{"id": a["agent_id"], "attested_at": a["attested_at"]} for a in self.store.agents.values()]}
         )
 
     # -- agent API -------------------------------------------------------------------------
@@ -327,9 +335,7 @@ class SpireServer:
         async with self.lock:
             info = self.store.join_tokens.pop(token, None)  # redeemed once, whatever the outcome
             if info is None:
-                return _json_error(
-                    403, "failed to attest: join token does not exist or has already been used"
-                )
+                return _json_error(403, "failed to attest: join token does not exist or has already been used")
             if info["expires_at"] < time.time():
                 self.store.save()
                 return _json_error(403, "failed to attest: join token expired")
@@ -377,11 +383,7 @@ class SpireServer:
         body = await self.body(request)
         spiffe_id = body.get("spiffe_id")
         audience = body.get("audience") or []
-        if (
-            not isinstance(audience, list)
-            or not audience
-            or not all(isinstance(a, str) and a for a in audience)
-        ):
+        if not isinstance(audience, list) or not audience or not all(isinstance(a, str) and a for a in audience):
             return _json_error(400, "invalid argument: audience must be specified")
         entry = next((e for e in self.authorized_for(agent["agent_id"]) if e["spiffe_id"] == spiffe_id), None)
         if entry is None:

@@ -111,9 +111,7 @@ def test_jwt_svid_verifies_against_bundle_and_oidc_jwks(workload):
     if oidc_url:
         disco = requests.get(f"{oidc_url}/.well-known/openid-configuration", timeout=10).json()
         assert disco["jwks_uri"] and "id_token" in disco["response_types_supported"]
-        keys = {
-            k["kid"]: jwt.PyJWK(k).key for k in requests.get(disco["jwks_uri"], timeout=10).json()["keys"]
-        }
+        keys = {k["kid"]: jwt.PyJWK(k).key for k in requests.get(disco["jwks_uri"], timeout=10).json()["keys"]}
         jwt.decode(svid.token, keys[kid], algorithms=["ES256", "ES384", "RS256", "PS256"], audience="vault")
 
 
@@ -158,10 +156,7 @@ def test_unregistered_uid_gets_no_svid(spire_server, open_dir):
     agent = start_agent(open_dir, spire_server, alias)
     try:
         other_uid = os.getuid() + 4242
-        assert (
-            spire_server["admin"].entry(f"{alias}/workload", alias, [f"unix:uid:{other_uid}"]).status_code
-            == 201
-        )
+        assert spire_server["admin"].entry(f"{alias}/workload", alias, [f"unix:uid:{other_uid}"]).status_code == 201
         # A partial match is no match: our uid plus a group we are not in.
         assert (
             spire_server["admin"]
@@ -183,10 +178,7 @@ def test_unregistered_uid_gets_no_svid(spire_server, open_dir):
             )
             run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
             assert run.returncode != 0 and "no identity issued" in run.stderr, run.stderr
-            assert (
-                spire_server["admin"].entry(f"{alias}/nobody", alias, [f"unix:uid:{nobody}"]).status_code
-                == 201
-            )
+            assert spire_server["admin"].entry(f"{alias}/nobody", alias, [f"unix:uid:{nobody}"]).status_code == 201
             run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
             assert run.returncode == 0, run.stderr
             assert run.stdout.strip() == f"{alias}/nobody"
@@ -198,23 +190,16 @@ def test_user_and_group_selectors_and_subject_choice(spire_server, tmp_path):
     alias = f"spiffe://{TD}/h/node{uuid.uuid4().hex[:6]}"
     agent = start_agent(tmp_path, spire_server, alias)
     user = pwd.getpwuid(os.getuid()).pw_name
-    groups = [
-        g for g in open(f"/proc/{os.getpid()}/status").read().split("Groups:")[1].split("\n")[0].split()
-    ]
+    groups = [g for g in open(f"/proc/{os.getpid()}/status").read().split("Groups:")[1].split("\n")[0].split()]
     import grp
 
     try:
         admin = spire_server["admin"]
         assert admin.entry(f"{alias}/by-user", alias, [f"unix:user:{user}"]).status_code == 201
-        assert (
-            admin.entry(f"{alias}/by-user", alias, [f"unix:user:{user}"]).status_code == 409
-        )  # similar entry
+        assert admin.entry(f"{alias}/by-user", alias, [f"unix:user:{user}"]).status_code == 409  # similar entry
         if groups:
             name = grp.getgrgid(int(groups[0])).gr_name
-            assert (
-                admin.entry(f"{alias}/by-group", alias, [f"unix:supplementary_group:{name}"]).status_code
-                == 201
-            )
+            assert admin.entry(f"{alias}/by-group", alias, [f"unix:supplementary_group:{name}"]).status_code == 201
         with WorkloadApiClient(socket_path=agent.endpoint) as client:
             ids = {str(s.spiffe_id) for s in client.fetch_jwt_svids(audience={"vault"})}
             assert f"{alias}/by-user" in ids
@@ -261,3 +246,89 @@ def test_join_token_is_redeemed_once_and_sigterm_removes_socket(spire_server, tm
     assert "already been used" in second.log.read_text()
     resp = requests.post(f"{spire_server['url']}/admin/v1/join_tokens", json={}, timeout=10)
     assert resp.status_code == 401  # the admin API needs its credentials
+
+
+# -- strictness as the real SPIRE (issue 13) -------------------------------------------------
+
+
+def test_oidc_discovery_document_as_spire_serves_it(workload):
+    """support/oidc-discovery-provider/handler.go: fixed fields; keys carry alg, and use only
+    with set_key_use."""
+    _, _, oidc_url = workload
+    if not oidc_url:
+        pytest.fail("SPIRE_OIDC_URL must be set with SPIFFE_ENDPOINT_SOCKET")
+    disco = requests.get(f"{oidc_url}/.well-known/openid-configuration", timeout=10).json()
+    assert disco["subject_types_supported"] == ["public"]
+    assert disco["response_types_supported"] == ["id_token"]
+    assert disco["id_token_signing_alg_values_supported"] == ["RS256", "ES256", "ES384"]
+    assert disco["authorization_endpoint"] == ""
+    assert set(disco) == {
+        "issuer",
+        "jwks_uri",
+        "authorization_endpoint",
+        "response_types_supported",
+        "subject_types_supported",
+        "id_token_signing_alg_values_supported",
+    }
+    keys = requests.get(disco["jwks_uri"], timeout=10)
+    assert "no-store" in keys.headers.get("Cache-Control", "")
+    for key in keys.json()["keys"]:
+        assert key["alg"] and key["kid"]
+
+
+def test_jwt_bundles_need_an_identity(spire_server, tmp_path):
+    """handler.go sendJWTBundlesResponse: a caller no entry matches gets PermissionDenied."""
+    alias = f"spiffe://{TD}/c/{uuid.uuid4().hex[:9]}"
+    agent = start_agent(tmp_path, spire_server, alias)  # no workload entry for this uid
+    try:
+        channel, api = stub(agent.endpoint)
+        with channel:
+            with pytest.raises(grpc.RpcError) as err:
+                next(iter(api.FetchJWTBundles(workload_pb2.JWTBundlesRequest(), metadata=HEADER, timeout=10)))
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "no identity issued" in err.value.details()
+        assert spire_server["admin"].entry(f"{alias}/w", alias, [f"unix:uid:{os.getuid()}"]).status_code == 201
+        with WorkloadApiClient(socket_path=agent.endpoint) as client:
+            assert client.fetch_jwt_bundles().bundles
+    finally:
+        agent.stop()
+
+
+def server_key(devstack):
+    """The stand-in server's JWT signing key and kid (to forge otherwise valid SVIDs)."""
+    from cryptography.hazmat.primitives import serialization
+
+    keys = devstack.local / "spire" / "keys"
+    key = serialization.load_pem_private_key((keys / "jwt_signing_key.pem").read_bytes(), password=None)
+    return key, (keys / "jwt_signing_key.kid").read_text().strip()
+
+
+def test_validate_jwt_svid_looks_keys_up_by_trust_domain_and_kid(spire_server, devstack, tmp_path):
+    """pkg/common/jwtsvid/validate.go: the subject must be a SPIFFE ID and the key is found by
+    its trust domain AND the kid; the trust domain's own key signing for another one is refused."""
+    alias = f"spiffe://{TD}/c/{uuid.uuid4().hex[:9]}"
+    agent = start_agent(tmp_path, spire_server, alias)
+    spire_server["admin"].entry(f"{alias}/w", alias, [f"unix:uid:{os.getuid()}"])
+    key, kid = server_key(devstack)
+    now = int(time.time())
+
+    def forged(sub: str) -> str:
+        claims = {"sub": sub, "aud": ["vault"], "iat": now, "exp": now + 300}
+        return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
+
+    try:
+        with WorkloadApiClient(socket_path=agent.endpoint) as client:
+            assert str(client.validate_jwt_svid(forged(f"spiffe://{TD}/x"), "vault").spiffe_id) == f"spiffe://{TD}/x"
+        channel, api = stub(agent.endpoint)
+        with channel:
+            for sub, why in (
+                ("spiffe://other.example/x", "no keys found for trust domain"),
+                ("not-a-spiffe-id", "invalid subject claim"),
+            ):
+                req = workload_pb2.ValidateJWTSVIDRequest(audience="vault", svid=forged(sub))
+                with pytest.raises(grpc.RpcError) as err:
+                    api.ValidateJWTSVID(req, metadata=HEADER, timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert why in err.value.details(), err.value.details()
+    finally:
+        agent.stop()

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pika
 
+from devstack.cega.checks import accession_request_errors
+
 log = logging.getLogger("devstack.cega")
 
 
@@ -101,8 +103,23 @@ class Cega:
             "correlation_id": props.correlation_id,
             "body": _maybe_json(body),
         }
+        if method.routing_key == "files.verified":
+            errors = accession_request_errors(entry["body"])
+            if errors:
+                # Central EGA answers only a files.verified that follows the federated schema
+                # (ingestion-accession-request). Its own code is not public; the stand-in does
+                # what SDA does with an incoming message that fails validation (e.g.
+                # sda/cmd/finalize/finalize.go): log it, acknowledge it, answer nothing. The
+                # node sees no accession; /messages shows the message with its "rejected" reasons.
+                entry["rejected"] = errors
+                log.warning("files.verified refused (no accession): %s", "; ".join(errors))
         self._record(entry)
-        if method.routing_key == "files.verified" and self.auto_accession and isinstance(entry["body"], dict):
+        if (
+            method.routing_key == "files.verified"
+            and self.auto_accession
+            and isinstance(entry["body"], dict)
+            and not entry.get("rejected")
+        ):
             msg = entry["body"]
             accession = {
                 "type": "accession",

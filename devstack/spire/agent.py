@@ -29,7 +29,13 @@ import jwt as pyjwt
 from google.protobuf import struct_pb2
 from spiffe._proto import workload_pb2, workload_pb2_grpc
 
-from devstack.spire.common import JwtSvidError, selector_str, validate_jwt_svid
+from devstack.spire.common import (
+    JwtSvidError,
+    SpiffeIdError,
+    parse_spiffe_id,
+    selector_str,
+    validate_jwt_svid,
+)
 
 log = logging.getLogger("devstack.spire.agent")
 
@@ -167,6 +173,11 @@ class WorkloadAPI(workload_pb2_grpc.SpiffeWorkloadAPIServicer):
         audience = [a for a in request.audience if a]
         if not audience:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "audience must be specified")
+        if request.spiffe_id:  # handler.go FetchJWTSVID: a requested ID must parse, before attestation
+            try:
+                parse_spiffe_id(request.spiffe_id)
+            except SpiffeIdError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid requested SPIFFE ID: {exc}")
         identities = await self.identities(context)
         ids: list[str] = []
         for entry in identities:

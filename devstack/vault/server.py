@@ -12,6 +12,7 @@ JWT roles have Vault's existence check (a write needs ``create`` when new, ``upd
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -140,6 +141,23 @@ def comma_ints(value: Any, field: str) -> list[int]:
         return []
     items = value.split(",") if isinstance(value, str) else value if isinstance(value, list) else [value]
     return [field_int(v, field) for v in items if str(v).strip() != ""]
+
+
+def addr_in_cidrs(addr: str | None, cidrs: list[str]) -> bool:
+    """sdk/helper/cidrutil ``RemoteAddrIsOk``: the address is inside one of the CIDR blocks."""
+    if not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    for block in cidrs:
+        try:
+            if ip in ipaddress.ip_network(block, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
 
 
 def signed_seconds(value: Any, field: str) -> int:
@@ -335,7 +353,8 @@ class VaultState:
 class Request:
     """One API request, once its token (if any) is known."""
 
-    def __init__(self, method: str, path: str, body: dict, query: dict, token: dict | None):
+    def __init__(self, method: str, path: str, body: dict, query: dict, token: dict | None, remote: str | None = None):
+        self.remote = remote
         self.method = method
         self.path = path
         self.body = body
@@ -377,7 +396,7 @@ class VaultServer:
             token = None
             if not self.unauthenticated(method, path):
                 token = self.lookup_token(http)
-            req = Request(method, path, body, dict(http.query), token)
+            req = Request(method, path, body, dict(http.query), token, http.remote)
             result = await self.route(req)
         except VaultError as exc:
             return self.error(exc.status, *exc.errors)
@@ -763,7 +782,7 @@ class VaultServer:
         path_login.go ``pathLoginRenew``, which also fails when the role is gone), never past its
         max TTL from creation (the role's ``token_max_ttl``, else the system's 768h)."""
         if token["expire_at"] is None:
-            raise VaultError(400, "lease is not renewable")
+            raise VaultError(400, "invalid lease ID")  # vault/expiration.go RenewToken: no lease entry
         inc = parse_duration(increment, 0)
         ttl = token["creation_ttl"]
         if token.get("role"):
@@ -818,7 +837,7 @@ class VaultServer:
                 roles.pop(name, None)
                 return None
         if sub == "login" and req.method in ("POST", "PUT"):
-            return await self.jwt_login(mount, req.body)
+            return await self.jwt_login(mount, req.body, req.remote)
         self.authorize(req, self.op_cap(req))
         raise VaultError(404, f'no handler for route "{req.path}". route entry not found.')
 
@@ -959,7 +978,7 @@ class VaultServer:
         self.jwks_cache[mount] = (time.monotonic(), keys)
         return keys
 
-    async def jwt_login(self, mount: str, body: dict) -> dict:
+    async def jwt_login(self, mount: str, body: dict, remote: str | None = None) -> dict:
         """vault-plugin-auth-jwt path_login.go ``pathLogin``; the token checks are those of
         hashicorp/cap jwt/jwt.go ``Validator.validateAll``, in the same order."""
         backend = self.state.jwt[mount]
@@ -978,6 +997,10 @@ class VaultServer:
         token = body.get("jwt")
         if not token:
             raise VaultError(400, "missing token")
+        # path_login.go: token_bound_cidrs are checked against the caller's address before the JWT
+        # (cidrutil.RemoteAddrIsOk), a mismatch is a plain permission denied
+        if role.get("token_bound_cidrs") and not addr_in_cidrs(remote, role["token_bound_cidrs"]):
+            raise denied()
         try:
             header = pyjwt.get_unverified_header(token)
         except pyjwt.PyJWTError as exc:

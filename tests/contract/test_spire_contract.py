@@ -332,3 +332,18 @@ def test_validate_jwt_svid_looks_keys_up_by_trust_domain_and_kid(spire_server, d
                 assert why in err.value.details(), err.value.details()
     finally:
         agent.stop()
+
+
+def test_fetch_jwt_svid_refuses_an_invalid_requested_spiffe_id(workload):
+    """handler.go FetchJWTSVID: a requested SPIFFE ID that does not parse is InvalidArgument."""
+    endpoint, _, _ = workload
+    channel, api = stub(endpoint)
+    with channel:
+        with pytest.raises(grpc.RpcError) as err:
+            api.FetchJWTSVID(
+                workload_pb2.JWTSVIDRequest(audience=["vault"], spiffe_id="not a spiffe id"),
+                metadata=HEADER,
+                timeout=10,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "invalid requested SPIFFE ID" in err.value.details()

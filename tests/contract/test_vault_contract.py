@@ -460,3 +460,13 @@ def test_jwt_login_checks_token_bound_cidrs(vault, jwt_auth):
         if os.environ.get("VAULT_ADDR") and name == "near":
             continue  # a remote Vault sees another address than loopback
         assert login(vault, path, name, signed(key)).status_code == status
+
+
+def test_role_update_without_role_type_means_oidc(vault, jwt_auth):
+    """path_role.go reads role_type with data.Get on every write: an update of a jwt role that
+    leaves it out turns it into an oidc role, which needs allowed_redirect_uris."""
+    path, _, _ = jwt_auth
+    resp = raw(vault, "POST", f"auth/{path}/role/client_abc123456", vault[1], json={"token_ttl": "1h"})
+    assert resp.status_code == 400 and "allowed_redirect_uris" in resp.json()["errors"][0]
+    role = raw(vault, "GET", f"auth/{path}/role/client_abc123456", vault[1]).json()["data"]
+    assert role["role_type"] == "jwt"  # the refused write changed nothing

@@ -76,6 +76,7 @@ SYS_NOT_SUPPORTED = -66000
 SYS_NO_API_PRIV = -13000
 SYS_CROSS_ZONE_MV_NOT_SUPPORTED = -109000
 INTERMEDIATE_REPLICA_ACCESS = -405000
+PATH_REG_NOT_ALLOWED = -129000
 
 
 def now() -> str:
@@ -174,6 +175,8 @@ class Catalog:
         self.users: dict[str, dict] = {}
         self.next_id = 10000
         self.next_avu = 20000
+        self.avu_ids: dict[tuple[str, str, str], int] | None = None
+        self.resc_meta: list[dict] = []  # the AVUs of the one resource, demoResc
         self.dirty = False
         self.locks: dict[int, ReplicaLock] = {}  # data id -> the write session of an intermediate replica
         self._load()
@@ -202,6 +205,7 @@ class Catalog:
         self.next_avu = doc.get("next_avu", self.next_avu)
         self.colls = {c["name"]: Coll(**c) for c in doc["colls"]}
         self.users = doc.get("users", {})
+        self.resc_meta = doc.get("resc_meta", [])
         self.objs = {}
         for o in doc["objs"]:
             obj = DataObj(**o)
@@ -211,7 +215,8 @@ class Catalog:
         with self.lock:
             doc = {"next_id": self.next_id, "next_avu": self.next_avu,
                    "colls": [asdict(c) for c in self.colls.values()],
-                   "objs": [asdict(o) for o in self.objs.values()], "users": self.users}
+                   "objs": [asdict(o) for o in self.objs.values()], "users": self.users,
+                   "resc_meta": self.resc_meta}
             text = json.dumps(doc)
             self.dirty = False
         tmp = self.file.with_suffix(".tmp")
@@ -608,9 +613,13 @@ class Catalog:
             if not admin:
                 self.require(user, coll.name, level)
             return coll.meta
-        if kind in ("u", "r"):
-            if kind == "r":
-                raise IrodsError(CAT_INVALID_RESOURCE, "resource metadata is not supported by the stand-in")
+        if kind == "r":
+            if name != "demoResc":
+                raise IrodsError(CAT_INVALID_RESOURCE, f"resource {name} does not exist")
+            if level > READ_METADATA and not self.is_admin(user):
+                raise IrodsError(CAT_INSUFFICIENT_PRIVILEGE_LEVEL, "only an admin may change resource metadata")
+            return self.resc_meta
+        if kind == "u":
             if level > READ_METADATA and not self.is_admin(user):
                 raise IrodsError(CAT_INSUFFICIENT_PRIVILEGE_LEVEL, "only an admin may change user metadata")
             info = self.users.get(name.split("#")[0])
@@ -621,12 +630,13 @@ class Catalog:
 
     def avu_id(self, a: str, v: str, u: str) -> int:
         """R_META_MAIN: one id per distinct (attribute, value, units) triple."""
-        for meta in self._all_meta():
-            for m in meta:
-                if (m["a"], m["v"], m["u"]) == (a, v, u):
-                    return m["id"]
-        self.next_avu += 1
-        return self.next_avu
+        if self.avu_ids is None:
+            self.avu_ids = {(m["a"], m["v"], m["u"]): m["id"] for meta in self._all_meta() for m in meta}
+        key = (a, v, u)
+        if key not in self.avu_ids:
+            self.next_avu += 1
+            self.avu_ids[key] = self.next_avu
+        return self.avu_ids[key]
 
     def _all_meta(self):
         for c in self.colls.values():
@@ -635,6 +645,7 @@ class Catalog:
             yield o.meta
         for info in self.users.values():
             yield info.get("meta", [])
+        yield self.resc_meta
 
     def mod_avu(self, user: str, op: str, kind: str, name: str, args: list[str], admin: bool = False) -> None:
         if admin and not self.is_admin(user):

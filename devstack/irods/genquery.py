@@ -156,10 +156,13 @@ def matches(value: str | None, op: str, values: list[str], upper: bool) -> bool:
     return {">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[op]
 
 
-def candidate_rows(cat: Catalog, cols: list[int]) -> list[dict[int, str]]:
+def candidate_rows(cat: Catalog, cols: list[int], early=lambda row: True) -> list[dict[int, str]]:
+    """Rows of the tables the columns name; ``early`` filters a base row before it is joined further."""
     rows: list[dict[int, str]] = []
     if _in(cols, DATA) or _in(cols, DATA_META) or _in(cols, DATA_ACCESS):
         for o in cat.objs.values():
+            if not early({501: o.coll, 403: o.name}):
+                continue
             coll = cat.colls[o.coll]
             base = [{**coll_values(coll), **data_values(o, cat)}]
             if _in(cols, DATA_META):
@@ -176,6 +179,8 @@ def candidate_rows(cat: Catalog, cols: list[int]) -> list[dict[int, str]]:
         return rows
     if _in(cols, COLL) or _in(cols, COLL_META) or _in(cols, COLL_ACCESS) or _in(cols, COLL_USER):
         for c in cat.colls.values():
+            if not early({501: c.name}):
+                continue
             base = [coll_values(c)]
             if _in(cols, COLL_META):
                 base = _expand(base, [meta_values(m, 610) for m in c.meta])
@@ -195,7 +200,8 @@ def candidate_rows(cat: Catalog, cols: list[int]) -> list[dict[int, str]]:
             rows += base
         return rows
     if _in(cols, RESC) or _in(cols, RESC_META):
-        return [resc_values(cat)] if not _in(cols, RESC_META) else []
+        base = [resc_values(cat)]
+        return _expand(base, [meta_values(m, 630) for m in cat.resc_meta]) if _in(cols, RESC_META) else base
     if _in(cols, ZONE):
         return [{101: "9000", 102: cat.zone, 103: "local"}]
     return []
@@ -208,10 +214,50 @@ def run_query(cat: Catalog, user: str, selects: list[int], conds: list[tuple[int
     unknown = [c for c in cols if c not in KNOWN]
     if unknown:
         raise ValueError(f"GenQuery column(s) {unknown} are not supported by the stand-in")
+    # Several conditions on an AVU's attribute name: each starts a join of its own ("When there are
+    # multiple AVU conditions, need to adjust the SQL" in general_query.cpp): the item must have an
+    # AVU matching each group; the first group also narrows the AVU rows returned.
+    extra_groups: list[tuple[int, list]] = []
+    for base in (600, 610, 640):
+        names = [i for i, (col, _) in enumerate(parsed) if col == base]
+        if len(names) < 2:
+            continue
+        groups, current = [], None
+        for cond in parsed:
+            if base <= cond[0] < base + 6:
+                if cond[0] == base:
+                    current = []
+                    groups.append(current)
+                if current is not None:
+                    current.append(cond)
+        first = {id(x) for x in groups[0]}
+        in_groups = {id(x) for g in groups for x in g}
+        parsed = [p for p in parsed if id(p) not in in_groups or id(p) in first]
+        extra_groups += [(base, g) for g in groups[1:]]
+    meta_of = {}
+    if extra_groups:
+        meta_of = {401: {str(o.id): o.meta for o in cat.objs.values()},
+                   500: {str(c.id): c.meta for c in cat.colls.values()},
+                   201: {str(u["id"]): u.get("meta", []) for u in cat.users.values()}}
+
+    def has_avus(row: dict[int, str]) -> bool:
+        for base, group in extra_groups:
+            key = {600: 401, 610: 500, 640: 201}[base]
+            avus = meta_of[key].get(row.get(key, ""), [])
+            if not any(all(any(matches(meta_values(m, base)[col], op, vals, upper) for op, vals in alts)
+                           for col, alts in group) for m in avus):
+                return False
+        return True
+
+    def early(partial: dict[int, str]) -> bool:  # the same conditions, on the columns known early
+        return all(any(matches(partial[col], op, vals, upper) for op, vals in alts)
+                   for col, alts in parsed if col in partial)
+
     with cat.lock:
         rows = []
-        for row in candidate_rows(cat, cols):
-            if all(any(matches(row.get(col), op, vals, upper) for op, vals in alts) for col, alts in parsed):
+        for row in candidate_rows(cat, cols, early):
+            if all(any(matches(row.get(col), op, vals, upper) for op, vals in alts)
+                   for col, alts in parsed) and has_avus(row):
                 rows.append([row.get(col, "") for col in selects])
     if distinct:
         rows = [list(r) for r in dict.fromkeys(tuple(r) for r in rows)]

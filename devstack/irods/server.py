@@ -459,12 +459,13 @@ class Handler(socketserver.BaseRequestHandler):
         self.reply()
 
     def phy_path_reg(self, root, _bs):
-        """``ireg``: an admin registers a file of this server (rsPhyPathReg.cpp; the default policy
-        ``acSetChkFilePathPerm`` is ``disallowPathReg`` for everyone else)."""
+        """``ireg``: an admin registers a file of this server. plugins/api/src/register_physical_path.cpp
+        asks ``getchkPathPerm`` (server/core/src/physPath.cpp): no check for the admin, else the policy
+        ``acSetChkFilePathPerm``, by default ``disallowPathReg``: PATH_REG_NOT_ALLOWED (fileOpr.cpp)."""
         opts = kv_pairs(root.find("KeyValPair_PI"))
         cat = self.catalog
         if not cat.is_admin(self.user):
-            raise IrodsError(c.CAT_INSUFFICIENT_PRIVILEGE_LEVEL, "only a rodsadmin may register files")
+            raise IrodsError(c.PATH_REG_NOT_ALLOWED, "registering a physical path is not allowed")
         phys = opts.get("filePath", "")
         logical = c.normalize(root.findtext("objPath"))
         if not phys or not os.path.isabs(phys):

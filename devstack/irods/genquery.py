@@ -3,8 +3,11 @@
 Column numbers: lib/core/include/irods/rodsGenQuery.h. Semantics from
 plugins/database/src/general_query.cpp:
 
-* rows are not filtered by access (``genqAppendAccessCheck`` restricts only the anonymous user or
-  when strict ACLs are on, which they are not by default): every user sees every row;
+* strict ACLs, as iRODS ships them (4.3: ``acAclPolicy {msiAclPolicy("STRICT"); }`` in
+  packaging/core.re.template; 5.x: always, ``control_flag{2}`` in server/api/src/rsGenQuery.cpp):
+  ``genqAppendAccessCheck`` keeps, for anyone but a rodsadmin, only the data objects and the
+  collections on which the user (or a group of the user) has ``read_object`` or more, whenever the
+  query touches R_DATA_MAIN / R_COLL_MAIN; a rodsadmin sees every row;
 * ``UPPER_CASE_WHERE`` wraps the *column* in ``upper(...)``; the value is compared as given
   (python-irodsclient's ``case_sensitive=False`` sends it unchanged), and only then narrows;
 * ``select distinct`` unless ``NO_DISTINCT``.
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from devstack.irods.catalog import ACCESS_NAMES, Catalog, Coll, DataObj
+from devstack.irods.catalog import ACCESS_NAMES, READ, Catalog, Coll, DataObj
 
 ZONE = range(101, 104)
 USER = range(201, 210)
@@ -253,15 +256,31 @@ def run_query(cat: Catalog, user: str, selects: list[int], conds: list[tuple[int
         return all(any(matches(partial[col], op, vals, upper) for op, vals in alts)
                    for col, alts in parsed if col in partial)
 
+    strict = not cat.is_admin(user)
+    who = cat.principals(user)
+    check_data = strict and (_in(cols, DATA) or _in(cols, DATA_META) or _in(cols, DATA_ACCESS))
+    check_coll = strict and (_in(cols, COLL) or check_data)  # a data query joins R_COLL_MAIN on coll_id
+
+    def readable(row: dict[int, str]) -> bool:
+        if check_data and not _reads(by_data_id.get(row.get(401, "")), who):
+            return False
+        return not check_coll or _reads(by_coll_id.get(row.get(500, "")), who)
+
     with cat.lock:
+        by_data_id = {str(o.id): o for o in cat.objs.values()} if check_data else {}
+        by_coll_id = {str(c.id): c for c in cat.colls.values()} if check_coll else {}
         rows = []
         for row in candidate_rows(cat, cols, early):
             if all(any(matches(row.get(col), op, vals, upper) for op, vals in alts)
-                   for col, alts in parsed) and has_avus(row):
+                   for col, alts in parsed) and has_avus(row) and readable(row):
                 rows.append([row.get(col, "") for col in selects])
     if distinct:
         rows = [list(r) for r in dict.fromkeys(tuple(r) for r in rows)]
     return rows
+
+
+def _reads(item, who: set[str]) -> bool:
+    return item is not None and any(level >= READ for name, level in item.acl.items() if name in who)
 
 
 KNOWN = {c for rng in (ZONE, USER, RESC, DATA, COLL, DATA_META, COLL_META, RESC_META, USER_META, DATA_ACCESS,

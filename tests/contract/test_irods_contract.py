@@ -315,16 +315,22 @@ def test_unlink_without_force_moves_to_the_trash(base, account):
     c.session.collections.remove(f"/{account.zone}/trash/home/{account.user}/{rest}", recurse=True, force=True)
 
 
-def test_genquery_shows_rows_the_user_cannot_read(base, other):
-    """Strict ACLs are off by default: GenQuery lists what a user may not open."""
+def test_genquery_hides_rows_the_user_cannot_read(base, other, admin):
+    """Strict ACLs are on as iRODS ships (4.3 core.re ``acAclPolicy`` STRICT; always in 5.x): GenQuery
+    returns only data objects and collections the user may read; a rodsadmin sees every row."""
     c, path = base
-    _put(c, f"{path}/visible")
+    _put(c, f"{path}/hidden")
     with IrodsClient(other) as o:
-        rows = o.session.query(DataObject.name).filter(Collection.name == path).all()
-        assert [r[DataObject.name] for r in rows] == ["visible"]
-        assert o.kind(path) == "coll"
-        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):
-            _read(o, f"{path}/visible")
+        assert o.kind(path) is None and o.stat(f"{path}/hidden") is None
+        assert len(o.session.query(DataObject.name).filter(Collection.name == path).all()) == 0
+    c.session.acls.set(iRODSAccess("read", path, other.user))
+    with IrodsClient(other) as o:  # the collection now, the object still not
+        assert o.kind(path) == "coll" and o.kind(f"{path}/hidden") is None
+    c.session.acls.set(iRODSAccess("read", f"{path}/hidden", other.user))
+    with IrodsClient(other) as o:
+        assert o.kind(f"{path}/hidden") == "obj"
+    with IrodsClient(admin) as a:
+        assert a.kind(f"{path}/hidden") == "obj"
 
 
 def test_case_insensitive_query_folds_the_column(base):

@@ -77,6 +77,7 @@ SYS_NO_API_PRIV = -13000
 SYS_CROSS_ZONE_MV_NOT_SUPPORTED = -109000
 INTERMEDIATE_REPLICA_ACCESS = -405000
 PATH_REG_NOT_ALLOWED = -129000
+SYS_INVALID_FILE_PATH = -31000
 
 
 def now() -> str:
@@ -420,6 +421,8 @@ class Catalog:
     def open_obj(self, user: str, path: str, flags: int, create_api: bool, force: bool,
                  token: str = "") -> tuple[DataObj, str]:
         """Open (or create) a data object; the replica token of the descriptor ("" when read-only)."""
+        if not path.startswith("/"):  # iRODS 4.3: a relative logical path is SYS_INVALID_FILE_PATH
+            raise IrodsError(SYS_INVALID_FILE_PATH, f"not an absolute logical path: {path!r}")
         path = normalize(path)
         with self.lock:
             if path in self.colls:
@@ -443,8 +446,8 @@ class Catalog:
                 self.require(user, path, WRITE if writing else READ)
                 held.openers += 1  # a further stream of the same write session: no truncation
                 return obj, held.token
-            if create_api and not force:
-                raise IrodsError(OVERWRITE_WITHOUT_FORCE_FLAG, f"{path} exists; overwrite needs forceFlag")
+            # rsDataObjCreate.cpp is rsDataObjOpen with O_CREAT | O_RDWR | O_TRUNC: an existing object is
+            # truncated, force flag or not (put and copy are the APIs that want forceFlag)
             self.require(user, path, WRITE if writing else READ)
             if create_api or flags & 512:
                 with open(self.physical(obj), "wb"):
@@ -661,9 +664,12 @@ class Catalog:
                     if any((m["a"], m["v"], m["u"]) == (a, v, u) for m in meta):
                         raise IrodsError(CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME, "the AVU exists")
                     meta.append(self._avu(a, v, u))
-                elif op == "set":
-                    keep = [m for m in meta if m["a"] != a]
-                    meta[:] = keep + [self._avu(a, v, u)]
+                elif op == "set":  # db_set_avu_metadata_op: one AVU of that name is modified in place
+                    same = [m for m in meta if m["a"] == a]
+                    fresh = self._avu(a, v, u)
+                    if len(same) == 1:
+                        fresh["ctime"] = same[0]["ctime"]
+                    meta[:] = [m for m in meta if m["a"] != a] + [fresh]
                 elif op == "rm":
                     hit = [m for m in meta if (m["a"], m["v"], m["u"]) == (a, v, u)]
                     if not hit:
@@ -691,7 +697,9 @@ class Catalog:
                         else:
                             nu = ch[2:]
                     meta.remove(m)
-                    meta.append(self._avu(na, nv, nu))
+                    fresh = self._avu(na, nv, nu)
+                    fresh["ctime"] = m["ctime"]
+                    meta.append(fresh)
                 self.mark()
                 return
             if op == "cp":

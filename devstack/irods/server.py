@@ -40,7 +40,7 @@ RM_COLL, COLL_CREATE, GEN_QUERY, AUTH_REQUEST, AUTHENTICATION = 679, 681, 702, 7
 REPLICA_CLOSE, GET_FILE_DESCRIPTOR_INFO = 20004, 20000
 DATA_OBJ_RENAME, PHY_PATH_REG, GENERAL_ADMIN, MOD_AVU_METADATA, MOD_ACCESS_CONTROL = 627, 630, 701, 706, 707
 ATOMIC_APPLY_METADATA_OPERATIONS, TOUCH, DATA_OBJ_COPY, MOD_DATA_OBJ_META, OBJ_STAT = 20002, 20007, 696, 622, 633
-USER_ADMIN = 714
+USER_ADMIN, DATA_OBJ_TRUNCATE = 714, 652
 RENAME_DATA_OBJ, RENAME_COLL, UNREG_OPR = 11, 12, 26  # lib/api/include/irods/dataObjInpOut.h
 
 
@@ -176,9 +176,9 @@ class Handler(socketserver.BaseRequestHandler):
     def reply(self, int_info: int = 0, msg: bytes = b"", bs: bytes = b"") -> None:
         self.send(pack("RODS_API_REPLY", msg=msg, bs=bs, int_info=int_info))
 
-    def error(self, code: int, text: str) -> None:
+    def error(self, code: int, text: str, msg: bytes = b"") -> None:
         err = xml("RError_PI", ("count", 1), ("", xml("RErrMsg_PI", ("status", code), ("msg", text))))
-        self.send(pack("RODS_API_REPLY", err=err, int_info=code))
+        self.send(pack("RODS_API_REPLY", msg=msg, err=err, int_info=code))
 
     def handle(self):
         try:
@@ -237,7 +237,7 @@ class Handler(socketserver.BaseRequestHandler):
             DATA_OBJ_UNLINK: self.obj_unlink, DATA_OBJ_RENAME: self.obj_rename, PHY_PATH_REG: self.phy_path_reg,
             GENERAL_ADMIN: self.general_admin, MOD_AVU_METADATA: self.mod_avu, MOD_ACCESS_CONTROL: self.mod_acl,
             ATOMIC_APPLY_METADATA_OPERATIONS: self.atomic_meta, TOUCH: self.touch, DATA_OBJ_COPY: self.obj_copy,
-            MOD_DATA_OBJ_META: self.mod_obj_meta, USER_ADMIN: self.user_admin,
+            MOD_DATA_OBJ_META: self.mod_obj_meta, USER_ADMIN: self.user_admin, DATA_OBJ_TRUNCATE: self.obj_truncate,
         }
         handler = handlers.get(api)
         if handler is None:
@@ -436,17 +436,19 @@ class Handler(socketserver.BaseRequestHandler):
         self.reply()
 
     def obj_copy(self, root, _bs):
-        """``icp``: a new object (or an overwrite with forceFlag) with the source's bytes."""
+        """``icp`` (rsDataObjCopy.cpp ``rsDataObjCopy_impl``): the source must be a data object and the
+        destination absolute (USER_INPUT_PATH_ERR); an existing destination needs forceFlag."""
         src, dst = root.find("DataObjInp_PI"), root.findall("DataObjInp_PI")[-1]
         opts = kv_pairs(dst.find("KeyValPair_PI"))
         cat = self.catalog
-        spath = c.normalize(src.findtext("objPath"))
+        spath, dpath = src.findtext("objPath") or "", dst.findtext("objPath") or ""
         with cat.lock:
-            sobj = cat.objs.get(spath)
-            if sobj is None:
-                raise IrodsError(c.CAT_UNKNOWN_FILE if spath not in cat.colls else c.SYS_NOT_SUPPORTED,
-                                 f"data object {spath} does not exist")
-            cat.require(self.user, spath, c.READ)
+            sobj = cat.objs.get(c.normalize(spath)) if spath.startswith("/") else None
+            if sobj is None or not dpath.startswith("/"):
+                raise IrodsError(c.USER_INPUT_PATH_ERR, f"cannot copy {spath} to {dpath}")
+            cat.require(self.user, sobj.path, c.READ)
+            if c.normalize(dpath) in cat.objs and "forceFlag" not in opts:
+                raise IrodsError(c.OVERWRITE_WITHOUT_FORCE_FLAG, f"{dpath} exists; overwrite needs forceFlag")
         obj, token = cat.open_obj(self.user, dst.findtext("objPath"), 0, True, force="forceFlag" in opts)
         try:
             with open(cat.physical(sobj), "rb") as fin, open(cat.physical(obj), "wb") as fout:
@@ -456,6 +458,27 @@ class Handler(socketserver.BaseRequestHandler):
             cat.release(obj, token, written=True, finalize=True, reg_chksum=False)
         with cat.lock:
             obj.data_type = sobj.data_type
+        if sobj.checksum or "regChksum" in opts or "verifyChksum" in opts:  # rsDataObjCopy keeps a checksum
+            cat.checksum(self.user, obj.path, force=True)
+        self.reply()
+
+    def obj_truncate(self, root, _bs):
+        """rsDataObjTruncate.cpp: shorten (or extend) the replica; write access; the checksum goes."""
+        cat = self.catalog
+        path = c.normalize(root.findtext("objPath"))
+        size = int(root.findtext("dataSize") or 0)
+        with cat.lock:
+            obj = cat.objs.get(path)
+            if obj is None:
+                raise IrodsError(c.OBJ_PATH_DOES_NOT_EXIST, f"data object {path} does not exist")
+            cat.require(self.user, path, c.WRITE)
+            if obj.id in cat.locks:
+                raise IrodsError(c.INTERMEDIATE_REPLICA_ACCESS, f"{path} is intermediate (opened for writing)")
+            if size < 0:
+                raise IrodsError(c.SYS_INVALID_INPUT_PARAM, "negative size")
+            os.truncate(cat.physical(obj), size)
+            obj.size, obj.checksum, obj.mtime = size, "", c.now()
+            cat.mark()
         self.reply()
 
     def phy_path_reg(self, root, _bs):
@@ -523,9 +546,16 @@ class Handler(socketserver.BaseRequestHandler):
         if kind is None:
             raise IrodsError(c.SYS_INVALID_INPUT_PARAM, "unknown entity_type")
         cat = self.catalog
+        name = req.get("entity_name", "")
         with cat.lock:
-            meta = cat.meta_target(self.user, kind, req.get("entity_name", ""), c.CREATE_METADATA,
-                                   admin=bool(req.get("admin_mode")) and cat.is_admin(self.user))
+            try:
+                meta = cat.meta_target(self.user, kind, name, c.CREATE_METADATA,
+                                       admin=bool(req.get("admin_mode")) and cat.is_admin(self.user))
+            except IrodsError as exc:  # the JSON error document of the API (error_message, as iRODS words it)
+                text = (f"Entity does not exist [entity_name={name}]"
+                        if exc.code in (c.CAT_UNKNOWN_FILE, c.CAT_UNKNOWN_COLLECTION, c.CAT_INVALID_USER) else exc.msg)
+                self.error(exc.code, text, msg=bin_json({"error_message": text, "error_code": exc.code}))
+                return
             saved = [dict(m) for m in meta]
             try:
                 for op in req.get("operations", []):

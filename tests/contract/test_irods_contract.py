@@ -104,8 +104,13 @@ def test_overwrite_rules(base):
     c, path = base
     with c.session.data_objects.open(f"{path}/o", "w") as fh:
         fh.write(b"first")
-    with pytest.raises(iexc.OVERWRITE_WITHOUT_FORCE_FLAG):
-        c.session.data_objects.create(f"{path}/o")
+    c.session.data_objects.create(f"{path}/o", force=True)  # rsDataObjCreate: open with O_CREAT|O_TRUNC
+    assert c.stat(f"{path}/o").size == 0
+    with c.session.data_objects.open(f"{path}/o", "w") as fh:
+        fh.write(b"first")
+    c.session.data_objects.create(f"{path}/copy", force=True)
+    with pytest.raises(iexc.OVERWRITE_WITHOUT_FORCE_FLAG):  # rsDataObjCopy: an overwrite needs forceFlag
+        c.session.data_objects.copy(f"{path}/o", f"{path}/copy")
     with c.session.data_objects.open(f"{path}/o", "w") as fh:  # open for write truncates
         fh.write(b"2nd")
     with c.session.data_objects.open(f"{path}/o", "r") as fh:

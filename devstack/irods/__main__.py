@@ -1,7 +1,8 @@
 """``python -m devstack.irods --port N --state-dir D --zone Z --users-file F [--keys-dir K]``.
 
 The users file is JSON: ``{"users": {"name": {"password": "...", "type": "rodsuser"}},
-"acls": {"/Z/some/collection": {"name": "own|write|read"}}, "inherit": ["/Z/some/collection"]}``.
+"acls": {"/Z/some/collection": {"name": "own|write|read"}}, "inherit": ["/Z/some/collection"]}``
+(without ``"inherit"``, every collection under ``"acls"`` inherits).
 When it does not exist a development default is written (``rods`` admin, researchers ``alice`` and
 ``bob``, the streamer service account ``stager-streamer`` and the DAC collections of the local
 settings). A DAC collection is set up as DCCN's repository sets it up: its manager owns it, the
@@ -65,7 +66,8 @@ def load_users(path: Path, zone: str) -> tuple[dict, dict, list[str]]:
         path.write_text(json.dumps(DEFAULT_USERS, indent=2))
     doc = json.loads(path.read_text())
     acls = {k.replace("{zone}", zone): v for k, v in doc.get("acls", {}).items()}
-    inherit = [k.replace("{zone}", zone) for k in doc.get("inherit", [])]
+    # a file written before the "inherit" key existed: its shared collections inherit, as DAC collections do
+    inherit = [k.replace("{zone}", zone) for k in doc.get("inherit", doc.get("acls", {}))]
     return doc["users"], acls, inherit
 
 

@@ -528,8 +528,8 @@ class Catalog:
             self.mark()
 
     def _drop_obj(self, obj: DataObj) -> None:
-        if not obj.phys:  # a registered file stays where it is (it was never the vault's)
-            self.physical(obj).unlink(missing_ok=True)
+        # a registered file goes too (_rsDataObjUnlink removes the replica's file; iunreg is what keeps it)
+        self.physical(obj).unlink(missing_ok=True)
 
     def checksum(self, user: str, path: str, force: bool) -> str:
         path = normalize(path)

@@ -67,3 +67,15 @@ def test_writing_without_access_is_a_clear_user_error(streamer, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(UserError, match="permission denied in the repository for stager-streamer"):
         streamer.put(str(tmp_path / "f"), f"/{ZONE}/home/alice/f-{uuid.uuid4().hex[:6]}", lambda n: None)
+
+
+def test_an_admin_registers_a_file_of_the_server(rods, tmp_path):
+    """``ireg`` (PHY_PATH_REG) by the admin: the file stays where it is and reads back through iRODS."""
+    (tmp_path / "reg.bin").write_bytes(b"registered")
+    path = f"/{ZONE}/home/rods/reg-{uuid.uuid4().hex[:8]}"
+    rods.session.data_objects.register(str(tmp_path / "reg.bin"), path)
+    assert rods.stat(path).size == 10
+    with rods.session.data_objects.open(path, "r") as fh:
+        assert fh.read() == b"registered"
+    rods.session.data_objects.unregister(path)  # unregistered: the catalog forgets it, the file stays
+    assert rods.kind(path) is None and (tmp_path / "reg.bin").read_bytes() == b"registered"

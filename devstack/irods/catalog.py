@@ -391,7 +391,8 @@ class Catalog:
                 raise IrodsError(CAT_RECURSIVE_MOVE, f"cannot move {src} into itself")
             if parent_of(dst) not in self.colls:
                 raise IrodsError(CAT_UNKNOWN_COLLECTION, f"collection {parent_of(dst)} does not exist")
-            self.require(user, src, OWN if is_coll else DELETE_OBJECT)
+            # db_rename_object_op / db_move_object_op: own on what moves, modify_object on a new parent
+            self.require(user, src, OWN)
             if parent_of(dst) != parent_of(src):
                 self.require(user, parent_of(dst), WRITE)
             if is_coll:

@@ -384,7 +384,7 @@ def test_avus_need_write_access(base, other):
         o.session.metadata.add(DataObject, f"{path}/m", iRODSMeta("a", "b"))
 
 
-def test_rename_objects_and_collections(base):
+def test_rename_objects_and_collections(base, other):
     c, path = base
     c.mkdirs(f"{path}/from/inner")
     _put(c, f"{path}/from/inner/f", b"moved")
@@ -396,6 +396,10 @@ def test_rename_objects_and_collections(base):
     _put(c, f"{path}/to/h")
     with pytest.raises(iexc.CAT_NAME_EXISTS_AS_DATAOBJ):
         c.session.data_objects.move(f"{path}/to/g", f"{path}/to/h")
+    c.session.acls.set(iRODSAccess("write", f"{path}/to/g", other.user))
+    c.session.acls.set(iRODSAccess("write", f"{path}/to", other.user))
+    with IrodsClient(other) as o, pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # renaming needs own
+        o.session.data_objects.move(f"{path}/to/g", f"{path}/to/g2")
 
 
 # python-irodsclient 3.3 has no class for PATH_REG_NOT_ALLOWED (lib/core/include/irods/rodsErrorTable.h)

@@ -1,9 +1,13 @@
 """``python -m devstack.irods --port N --state-dir D --zone Z --users-file F [--keys-dir K]``.
 
 The users file is JSON: ``{"users": {"name": {"password": "...", "type": "rodsuser"}},
-"acls": {"/Z/some/collection": {"name": "own|write|read"}}}``. When it does not exist a
-development default is written (``rods`` admin, researchers ``alice`` and ``bob``, the streamer
-service account ``stager-streamer`` and the DAC collections of the local settings).
+"acls": {"/Z/some/collection": {"name": "own|write|read"}}, "inherit": ["/Z/some/collection"]}``
+(without ``"inherit"``, every collection under ``"acls"`` inherits).
+When it does not exist a development default is written (``rods`` admin, researchers ``alice`` and
+``bob``, the streamer service account ``stager-streamer`` and the DAC collections of the local
+settings). A DAC collection is set up as DCCN's repository sets it up: its manager owns it, the
+streamer may write, and the inheritance flag is on, so that what the streamer creates below it gets
+the collection's access rows (iRODS checks only an object's own rows; see ``catalog.py``).
 
 ``--keys-dir`` generates the stager's development RSA key pair (``stager.pem`` and
 ``stager.pub.pem``) there when missing; the ``stager_keys`` connection points at the file.
@@ -33,6 +37,7 @@ DEFAULT_USERS = {
         "/{zone}/dccn/DAC_3010000.01": {"alice": "own", "stager-streamer": "write"},
         "/{zone}/dccn/DAC_3055000.01": {"bob": "own", "stager-streamer": "write"},
     },
+    "inherit": ["/{zone}/dccn/DAC_3010000.01", "/{zone}/dccn/DAC_3055000.01"],
 }
 
 
@@ -55,13 +60,15 @@ def ensure_keys(keys_dir: Path) -> None:
     os.replace(tmp, private)
 
 
-def load_users(path: Path, zone: str) -> tuple[dict, dict]:
+def load_users(path: Path, zone: str) -> tuple[dict, dict, list[str]]:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(DEFAULT_USERS, indent=2))
     doc = json.loads(path.read_text())
     acls = {k.replace("{zone}", zone): v for k, v in doc.get("acls", {}).items()}
-    return doc["users"], acls
+    # a file written before the "inherit" key existed: its shared collections inherit, as DAC collections do
+    inherit = [k.replace("{zone}", zone) for k in doc.get("inherit", doc.get("acls", {}))]
+    return doc["users"], acls, inherit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,9 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s irods %(levelname)s %(message)s")
     if args.keys_dir:
         ensure_keys(args.keys_dir)
-    users, acls = load_users(args.users_file, args.zone)
+    users, acls, inherit = load_users(args.users_file, args.zone)
     args.state_dir.mkdir(parents=True, exist_ok=True)
-    cat = Catalog(args.state_dir, args.zone, users, acls)
+    cat = Catalog(args.state_dir, args.zone, users, acls, inherit)
     server = make_server(args.host, args.port, cat)
     stop = threading.Event()
 

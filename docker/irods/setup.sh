@@ -70,6 +70,8 @@ for item in ${IRODS_COLLECTIONS:-}; do
     if [ -n "${IRODS_STREAMER_USER:-}" ]; then
         as_irods "ichmod -r write '${IRODS_STREAMER_USER}' '$coll'"
     fi
+    # as DCCN's repository: what the streamer creates below gets the collection's access (iRODS checks own rows only)
+    as_irods "ichmod -r inherit '$coll'"
 done
 as_irods "/var/lib/irods/irodsctl stop"
 

@@ -7,6 +7,8 @@ import re
 
 from include.stager.errors import UserError
 
+WRITE_ACCESS = ("own", "modify_object", "write", "delete_object")
+
 PROJECT = re.compile(r"^\d{7}\.\d{2}$")
 MODALITIES = ("MRI", "MEG", "OPM")
 
@@ -43,3 +45,29 @@ def streamer_job(project: str, src_path: str, modality: str, *, mapping: dict[st
         "srcURL": src, "dstURL": f"irods:{dst}", "timeout": int(timeout),
         "timeout_noprogress": int(noprogress),
     }
+
+
+def check_dac_collection(client, collection: str) -> None:
+    """Refuse, with what to do, a DAC collection the streamer's data would be lost in.
+
+    iRODS checks only an object's own access rows; what the streamer creates below the collection
+    gets the collection's rows only when its inheritance flag is on (``chlRegColl`` / ``chlRegDataObj``
+    in iRODS's db_plugin.cpp), else it is the streamer's alone and the project cannot read it. DCCN's
+    repository sets up a DAC collection with inheritance on and the streamer with write access.
+
+    :param client: an :class:`include.stager.irods.IrodsClient` logged in as the streamer.
+    """
+    user = client.account.user
+    info = client.collection_access(collection)
+    if info is None:
+        raise UserError(f"the DAC collection {collection} does not exist or {user} may not read it; the "
+                        "repository must create it and give the streamer write access")
+    inherit, access = info
+    principals = client.groups()
+    if not any(access.get(p) in WRITE_ACCESS for p in principals):
+        raise UserError(f"{user} has no write access on the DAC collection {collection}; the collection's "
+                        f"manager must grant it (ichmod write {user} {collection})")
+    if not inherit:
+        raise UserError(f"the DAC collection {collection} has inheritance off: what the streamer writes below it "
+                        "would be readable by the streamer only; the collection's manager must turn it on "
+                        f"(ichmod inherit {collection})")

@@ -61,15 +61,23 @@ def sha2_of(digest: bytes) -> str:
     return "sha2:" + base64.b64encode(digest).decode()
 
 
-def translate(exc: BaseException, what: str) -> StagerError:
-    """An iRODS client error as a user or transient error, with what to do."""
+def translate(exc: BaseException, what: str, user: str = "") -> StagerError:
+    """An iRODS client error as a user or transient error, with what to do.
+
+    :param user: the repository account that acted, named in a permission error.
+    """
     if isinstance(exc, StagerError):
         return exc
     if isinstance(exc, (iexc.CAT_INVALID_AUTHENTICATION, iexc.CAT_INVALID_USER, iexc.CAT_PASSWORD_EXPIRED)):
         return UserError("the repository rejected the data-repository credential (drUser/drPass); "
                          "check the user name and password")
     if isinstance(exc, iexc.CAT_NO_ACCESS_PERMISSION):
-        return UserError(f"permission denied in the repository: {what}")
+        # iRODS checks only the access rows of the object or collection itself (no inheritance from the
+        # parent at check time); a collection's inheritance flag gives new children its rows.
+        who = f" for {user}" if user else ""
+        return UserError(f"permission denied in the repository{who}: {what}; iRODS checks each collection and "
+                         "data object's own access, so ask the collection's manager for write access on it "
+                         "(with inheritance on, so that what is created below it gets the same access)")
     if isinstance(exc, (iexc.CAT_UNKNOWN_COLLECTION, iexc.OBJ_PATH_DOES_NOT_EXIST,
                         iexc.CollectionDoesNotExist, iexc.DataObjectDoesNotExist)):
         return UserError(f"does not exist in the repository: {what}")
@@ -107,7 +115,7 @@ class IrodsClient:
             conn = self.session.pool.get_connection()
             conn.release()
         except Exception as exc:  # noqa: BLE001 - translated
-            raise translate(exc, "logging in") from None
+            raise translate(exc, "logging in", self.account.user) from None
 
     # ---- catalog ------------------------------------------------------------------------------------
     def kind(self, path: str) -> str | None:
@@ -120,7 +128,7 @@ class IrodsClient:
                    .filter(Collection.name == (parent or "/"), DataObject.name == name).first())
             return "obj" if row is not None else None
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"looking up {path}") from None
+            raise translate(exc, f"looking up {path}", self.account.user) from None
 
     def stat(self, path: str) -> RemoteFile | None:
         parent, name = path.rsplit("/", 1)
@@ -128,7 +136,7 @@ class IrodsClient:
             rows = (self.session.query(DataObject.size, DataObject.checksum)
                     .filter(Collection.name == (parent or "/"), DataObject.name == name).all())
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"looking up {path}") from None
+            raise translate(exc, f"looking up {path}", self.account.user) from None
         for row in rows:
             return RemoteFile(int(row[DataObject.size]), row[DataObject.checksum] or "")
         return None
@@ -154,21 +162,43 @@ class IrodsClient:
                 rel = (coll[len(prefix):] + "/" if coll != root else "") + row[DataObject.name]
                 files.setdefault(rel, RemoteFile(int(row[DataObject.size]), row[DataObject.checksum] or ""))
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"listing {root}") from None
+            raise translate(exc, f"listing {root}", self.account.user) from None
         return sorted(colls, key=lambda p: (p.count("/"), p)), files
+
+    def collection_access(self, path: str) -> tuple[bool, dict[str, str]] | None:
+        """``(inheritance flag, {user or group: access name})`` of a collection; ``None`` when this
+        account cannot see it (iRODS's strict ACLs hide what it may not read)."""
+        try:
+            coll = self.session.collections.get(path)
+            acls = self.session.acls.get(coll)
+        except iexc.CollectionDoesNotExist:
+            return None
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"reading the access of {path}", self.account.user) from None
+        return bool(coll.inheritance), {a.user_name: a.access_name for a in acls}
+
+    def groups(self) -> set[str]:
+        """The groups this account is in (its own name included, as iRODS counts it)."""
+        from irods.models import Group, User
+
+        try:
+            rows = self.session.query(Group.name).filter(User.name == self.account.user).all()
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, "looking up the account's groups", self.account.user) from None
+        return {r[Group.name] for r in rows} | {self.account.user}
 
     def mkdirs(self, path: str) -> None:
         try:
             self.session.collections.create(path, recurse=True)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"creating collection {path}") from None
+            raise translate(exc, f"creating collection {path}", self.account.user) from None
 
     def checksum(self, path: str, force: bool = False) -> str:
         options = {kw.FORCE_CHKSUM_KW: ""} if force else {}
         try:
             return self.session.data_objects.chksum(path, **options)
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"checksumming {path}") from None
+            raise translate(exc, f"checksumming {path}", self.account.user) from None
 
     # ---- data --------------------------------------------------------------------------------------
     def put(self, local: str, remote: str, on_bytes: Callable[[int], None], num_threads: int = 0,
@@ -193,7 +223,7 @@ class IrodsClient:
         except (StagerError, PermissionError, FileNotFoundError):
             raise
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"writing {remote}") from None
+            raise translate(exc, f"writing {remote}", self.account.user) from None
         local_sum = sha2_of(digest.digest())
         remote_sum = self.checksum(remote, force=True)
         if remote_sum != local_sum:
@@ -225,7 +255,7 @@ class IrodsClient:
         except (StagerError, PermissionError, FileNotFoundError, IsADirectoryError):
             raise
         except Exception as exc:  # noqa: BLE001
-            raise translate(exc, f"reading {remote}") from None
+            raise translate(exc, f"reading {remote}", self.account.user) from None
         got = sha2_of(digest.digest())
         if got != expected:
             raise TransientError(f"checksum mismatch after download of {remote}: {got} != {expected}")
@@ -300,7 +330,7 @@ class IrodsClient:
             if isinstance(exc, (StagerError, PermissionError, FileNotFoundError, IsADirectoryError)):
                 raise
             if isinstance(exc, Exception):
-                raise translate(exc, what) from None
+                raise translate(exc, what, self.account.user) from None
             raise
         mgr = notify.keep.get("mgr")  # gone once every stream is done
         pending = set(notify.futures)
@@ -327,7 +357,7 @@ class IrodsClient:
         if problems and isinstance(problems[0], (PermissionError, FileNotFoundError, IsADirectoryError)):
             raise problems[0]
         if problems:
-            raise translate(problems[0], what) from None
+            raise translate(problems[0], what, self.account.user) from None
         raise TransientError(f"stopped while {what}")
 
     def _reset(self) -> None:

@@ -14,7 +14,9 @@ import uuid
 import irods.exception as iexc
 import irods.keywords as kw
 import pytest
-from irods.models import Collection, DataObject
+from irods.access import iRODSAccess
+from irods.meta import iRODSMeta
+from irods.models import Collection, CollectionMeta, DataObject, DataObjectMeta, Group, User
 
 from include.stager.errors import UserError
 from include.stager.irods import INTERMEDIATE_REPLICA_ACCESS, IrodsAccount, IrodsClient
@@ -102,8 +104,13 @@ def test_overwrite_rules(base):
     c, path = base
     with c.session.data_objects.open(f"{path}/o", "w") as fh:
         fh.write(b"first")
-    with pytest.raises(iexc.OVERWRITE_WITHOUT_FORCE_FLAG):
-        c.session.data_objects.create(f"{path}/o")
+    c.session.data_objects.create(f"{path}/o", force=True)  # rsDataObjCreate: open with O_CREAT|O_TRUNC
+    assert c.stat(f"{path}/o").size == 0
+    with c.session.data_objects.open(f"{path}/o", "w") as fh:
+        fh.write(b"first")
+    c.session.data_objects.create(f"{path}/copy", force=True)
+    with pytest.raises(iexc.OVERWRITE_WITHOUT_FORCE_FLAG):  # rsDataObjCopy: an overwrite needs forceFlag
+        c.session.data_objects.copy(f"{path}/o", f"{path}/copy")
     with c.session.data_objects.open(f"{path}/o", "w") as fh:  # open for write truncates
         fh.write(b"2nd")
     with c.session.data_objects.open(f"{path}/o", "r") as fh:
@@ -180,3 +187,251 @@ def test_an_open_replica_is_intermediate_and_needs_its_token(base, account):
     assert st.size == 16
     with objects.open(obj, "r") as fh:
         assert fh.read() == b"0123456789abcdef"
+
+
+# ---- access control, trash, GenQuery, ACL changes, AVUs, rename, register, users -----------------------------
+# These need a second ordinary user and an admin. Against a real iRODS set IRODS_OTHER_USER/IRODS_OTHER_PASSWORD
+# (a rodsuser) and IRODS_ADMIN_USER/IRODS_ADMIN_PASSWORD (a rodsadmin) as well; the stand-in has bob and rods.
+@pytest.fixture(scope="module")
+def other(account) -> IrodsAccount:
+    return _second_account(account, "IRODS_OTHER", ("bob", "bob-secret"))
+
+
+@pytest.fixture(scope="module")
+def admin(account) -> IrodsAccount:
+    return _second_account(account, "IRODS_ADMIN", ("rods", "rods"))
+
+
+def _second_account(account: IrodsAccount, prefix: str, standin: tuple[str, str]) -> IrodsAccount:
+    if REAL:
+        user, password = os.environ.get(f"{prefix}_USER"), os.environ.get(f"{prefix}_PASSWORD")
+        if not user or not password:
+            pytest.fail(f"{prefix}_USER and {prefix}_PASSWORD are needed against a real iRODS")
+        return IrodsAccount(account.host, account.port, account.zone, user, password)
+    return IrodsAccount(account.host, account.port, account.zone, *standin)
+
+
+def _put(c: IrodsClient, path: str, data: bytes = b"data") -> None:
+    with c.session.data_objects.open(path, "w") as fh:
+        fh.write(data)
+
+
+def _read(c: IrodsClient, path: str) -> bytes:
+    with c.session.data_objects.open(path, "r") as fh:
+        return fh.read()
+
+
+def _acl(c: IrodsClient, path: str) -> dict[str, str]:
+    target = c.session.collections.get(path) if c.kind(path) == "coll" else c.session.data_objects.get(path)
+    return {a.user_name: a.access_name for a in c.session.acls.get(target)}
+
+
+def test_only_the_objects_own_access_rows_count(base, other):
+    """A grant on a collection gives nothing on what is in it (cmlCheckDataObjOnly: no parent rows)."""
+    c, path = base
+    _put(c, f"{path}/o")
+    c.session.acls.set(iRODSAccess("read", path, other.user))
+    with IrodsClient(other) as o:
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):
+            _read(o, f"{path}/o")
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # read on the collection: no write into it
+            _put(o, f"{path}/theirs")
+    c.session.acls.set(iRODSAccess("write", path, other.user))
+    with IrodsClient(other) as o:
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # write on the collection: still not on o
+            _read(o, f"{path}/o")
+        _put(o, f"{path}/theirs")  # write on the collection: may create in it, and owns what it creates
+        assert _acl(o, f"{path}/theirs") == {other.user: "own"}
+    with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # the collection's owner has no row on it
+        _read(c, f"{path}/theirs")
+    with IrodsClient(other) as o:
+        o.session.data_objects.unlink(f"{path}/theirs", force=True)
+
+
+def test_inheritance_gives_new_children_the_parents_rows(base, other):
+    c, path = base
+    c.mkdirs(f"{path}/before")
+    c.session.acls.set(iRODSAccess("read", path, other.user))
+    c.session.acls.set(iRODSAccess("inherit", path))
+    assert c.session.collections.get(path).inheritance
+    _put(c, f"{path}/after", b"shared")
+    c.mkdirs(f"{path}/sub/deeper")
+    assert _acl(c, f"{path}/after") == {account_user(c): "own", other.user: "read_object"}
+    assert _acl(c, f"{path}/sub/deeper")[other.user] == "read_object"
+    assert c.session.collections.get(f"{path}/sub").inheritance  # the flag is inherited too
+    assert other.user not in _acl(c, f"{path}/before")  # what existed keeps its rows
+    with IrodsClient(other) as o:
+        assert _read(o, f"{path}/after") == b"shared"
+    c.session.acls.set(iRODSAccess("noinherit", path))
+    assert not c.session.collections.get(path).inheritance
+
+
+def account_user(c: IrodsClient) -> str:
+    return c.account.user
+
+
+def test_an_admin_does_not_bypass_access_control(base, admin):
+    c, path = base
+    _put(c, f"{path}/private", b"secret")
+    with IrodsClient(admin) as a:
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):
+            _read(a, f"{path}/private")
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # ichmod without -M: not the owner
+            a.session.acls.set(iRODSAccess("read", f"{path}/private", admin.user))
+        a.session.acls.set(iRODSAccess("read", f"{path}/private", admin.user), admin=True)  # ichmod -M
+        assert _read(a, f"{path}/private") == b"secret"
+
+
+def test_admin_mode_needs_an_admin(base, other):
+    c, path = base
+    _put(c, f"{path}/x")
+    with IrodsClient(other) as o, pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):
+        o.session.acls.set(iRODSAccess("read", f"{path}/x", other.user), admin=True)
+
+
+def test_access_changes_recursive_and_null(base, other):
+    c, path = base
+    c.mkdirs(f"{path}/a/b")
+    _put(c, f"{path}/a/b/f")
+    c.session.acls.set(iRODSAccess("write", path, other.user), recursive=True)
+    assert _acl(c, f"{path}/a/b/f")[other.user] == "modify_object"
+    assert _acl(c, f"{path}/a")[other.user] == "modify_object"
+    c.session.acls.set(iRODSAccess("null", f"{path}/a/b/f", other.user))
+    assert other.user not in _acl(c, f"{path}/a/b/f")
+    with IrodsClient(other) as o, pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # write is not own
+        o.session.acls.set(iRODSAccess("read", f"{path}/a", o.account.user))
+    with pytest.raises(iexc.CAT_INVALID_USER):
+        c.session.acls.set(iRODSAccess("read", path, "no-such-user-" + uuid.uuid4().hex[:6]))
+
+
+def test_unlink_without_force_moves_to_the_trash(base, account):
+    c, path = base
+    _put(c, f"{path}/t", b"keep me")
+    c.session.data_objects.unlink(f"{path}/t")
+    rest = path[len(f"/{account.zone}/home/{account.user}/"):]
+    trashed = f"/{account.zone}/trash/home/{account.user}/{rest}/t"
+    assert c.kind(f"{path}/t") is None and c.kind(trashed) == "obj"
+    assert _read(c, trashed) == b"keep me"
+    c.session.data_objects.unlink(trashed)  # in the trash: removed for good
+    assert c.kind(trashed) is None
+    _put(c, f"{path}/f")
+    c.session.data_objects.unlink(f"{path}/f", force=True)
+    assert c.kind(f"{path}/f") is None and c.kind(f"/{account.zone}/trash/home/{account.user}/{rest}/f") is None
+    c.session.collections.remove(f"/{account.zone}/trash/home/{account.user}/{rest}", recurse=True, force=True)
+
+
+def test_genquery_hides_rows_the_user_cannot_read(base, other, admin):
+    """Strict ACLs are on as iRODS ships (4.3 core.re ``acAclPolicy`` STRICT; always in 5.x): GenQuery
+    returns only data objects and collections the user may read; a rodsadmin sees every row."""
+    c, path = base
+    _put(c, f"{path}/hidden")
+    with IrodsClient(other) as o:
+        assert o.kind(path) is None and o.stat(f"{path}/hidden") is None
+        assert len(o.session.query(DataObject.name).filter(Collection.name == path).all()) == 0
+    c.session.acls.set(iRODSAccess("read", path, other.user))
+    with IrodsClient(other) as o:  # the collection now, the object still not
+        assert o.kind(path) == "coll" and o.kind(f"{path}/hidden") is None
+    c.session.acls.set(iRODSAccess("read", f"{path}/hidden", other.user))
+    with IrodsClient(other) as o:
+        assert o.kind(f"{path}/hidden") == "obj"
+    with IrodsClient(admin) as a:
+        assert a.kind(f"{path}/hidden") == "obj"
+
+
+def test_case_insensitive_query_folds_the_column(base):
+    c, path = base
+    c.mkdirs(f"{path}/MiXed")
+    _put(c, f"{path}/MiXed/Obj")
+    q = c.session.query(DataObject.name, case_sensitive=True).filter(Collection.name == f"{path}/MiXed")
+    assert [r[DataObject.name] for r in q] == ["Obj"]
+    q = c.session.query(DataObject.name, case_sensitive=False).filter(
+        Collection.name == f"{path}/mixed", DataObject.name == "obj")
+    assert [r[DataObject.name] for r in q] == ["Obj"]
+    assert len(c.session.query(DataObject.name).filter(Collection.name == f"{path}/mixed").all()) == 0
+
+
+def test_avus_add_set_modify_remove_and_query(base):
+    c, path = base
+    _put(c, f"{path}/m")
+    obj = c.session.data_objects.get(f"{path}/m")
+    obj.metadata.add("project", "3010000.01", "id")
+    with pytest.raises(iexc.CATALOG_ALREADY_HAS_ITEM_BY_THAT_NAME):
+        obj.metadata.add("project", "3010000.01", "id")
+    obj.metadata.add("modality", "MRI")
+    obj.metadata.add("modality", "MEG")
+    obj.metadata.set("modality", "OPM")
+    assert sorted((m.name, m.value) for m in c.session.metadata.get(DataObject, f"{path}/m")) == [
+        ("modality", "OPM"), ("project", "3010000.01")]
+    c.session.metadata.get(DataObject, f"{path}/m")
+    obj = c.session.data_objects.get(f"{path}/m")
+    obj.metadata.remove("modality", "OPM")
+    coll = c.session.collections.get(path)
+    coll.metadata.add("dac", "yes")
+    rows = c.session.query(DataObject.name).filter(
+        Collection.name == path, DataObjectMeta.name == "project", DataObjectMeta.value == "3010000.01").all()
+    assert [r[DataObject.name] for r in rows] == ["m"]
+    rows = c.session.query(Collection.name).filter(CollectionMeta.name == "dac", Collection.name == path).all()
+    assert [r[Collection.name] for r in rows] == [path]
+    assert [(m.name, m.value, m.units) for m in c.session.metadata.get(DataObject, f"{path}/m")] == [
+        ("project", "3010000.01", "id")]
+
+
+def test_avus_need_write_access(base, other):
+    c, path = base
+    _put(c, f"{path}/m")
+    c.session.acls.set(iRODSAccess("read", f"{path}/m", other.user))
+    with IrodsClient(other) as o, pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):
+        o.session.metadata.add(DataObject, f"{path}/m", iRODSMeta("a", "b"))
+
+
+def test_rename_objects_and_collections(base, other):
+    c, path = base
+    c.mkdirs(f"{path}/from/inner")
+    _put(c, f"{path}/from/inner/f", b"moved")
+    c.session.data_objects.move(f"{path}/from/inner/f", f"{path}/from/g")
+    assert c.kind(f"{path}/from/inner/f") is None and _read(c, f"{path}/from/g") == b"moved"
+    c.session.collections.move(f"{path}/from", f"{path}/to")
+    assert c.kind(f"{path}/from") is None and c.kind(f"{path}/to/inner") == "coll"
+    assert _read(c, f"{path}/to/g") == b"moved"
+    _put(c, f"{path}/to/h")
+    with pytest.raises(iexc.CAT_NAME_EXISTS_AS_DATAOBJ):
+        c.session.data_objects.move(f"{path}/to/g", f"{path}/to/h")
+    c.session.acls.set(iRODSAccess("write", f"{path}/to/g", other.user))
+    c.session.acls.set(iRODSAccess("write", f"{path}/to", other.user))
+    with IrodsClient(other) as o, pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION):  # renaming needs own
+        o.session.data_objects.move(f"{path}/to/g", f"{path}/to/g2")
+
+
+# python-irodsclient 3.3 has no class for PATH_REG_NOT_ALLOWED (lib/core/include/irods/rodsErrorTable.h)
+PATH_REG_NOT_ALLOWED = iexc.iRODSExceptionMeta.codes.get(-129000) or type(
+    "PATH_REG_NOT_ALLOWED", (iexc.SystemException,), {"code": -129000})
+
+
+def test_register_needs_an_admin(base, tmp_path):
+    c, path = base
+    f = tmp_path / "reg.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(PATH_REG_NOT_ALLOWED):
+        c.session.data_objects.register(str(f), f"{path}/reg.bin")
+
+
+def test_user_and_group_queries(account):
+    with IrodsClient(account) as c:
+        me = c.session.users.get(account.user)
+        assert (me.name, me.type, me.zone) == (account.user, "rodsuser", account.zone)
+        groups = [r[Group.name] for r in c.session.query(Group.name).filter(User.name == account.user)]
+        assert "public" in groups
+        with pytest.raises(iexc.UserDoesNotExist):
+            c.session.users.get("no-such-user-" + uuid.uuid4().hex[:6])
+
+
+def test_no_access_is_a_user_error_with_the_real_code(base, other, tmp_path):
+    c, path = base
+    c.mkdirs(f"{path}/closed")
+    (tmp_path / "f").write_bytes(b"x")
+    with IrodsClient(other) as o:
+        with pytest.raises(iexc.CAT_NO_ACCESS_PERMISSION) as info:
+            o.session.collections.create(f"{path}/closed/x")
+        assert info.value.code == -818000
+        with pytest.raises(UserError, match="permission denied"):
+            o.put(str(tmp_path / "f"), f"{path}/closed/f", lambda n: None)

@@ -48,7 +48,7 @@ def safe_relpath(path: str, *, what: str = "path", error: type[UserError] = User
     return "/".join(clean)
 
 
-def _relative_inside(root: Path, path: str | os.PathLike, what: str, error: type[UserError]) -> str:
+def _relative_inside(root: Path, path: str | os.PathLike, what: str, error: type[UserError], where: str) -> str:
     """The part of ``path`` below ``root``: a relative path as is, an absolute one lexically under root."""
     raw = os.fspath(path)
     if not isinstance(raw, str) or "\0" in raw:
@@ -59,7 +59,7 @@ def _relative_inside(root: Path, path: str | os.PathLike, what: str, error: type
         absolute = os.path.normpath(raw)
         top = os.path.normpath(os.path.abspath(root))
         if absolute != top and not absolute.startswith(top.rstrip("/") + "/"):
-            raise error(f"Invalid {what} {raw!r}: it is outside {str(root)!r}")
+            raise error(f"Invalid {what} {raw!r}: it is outside {where}")
         raw = os.path.relpath(absolute, top)
     return safe_relpath(raw, what=what, error=error)
 
@@ -70,6 +70,7 @@ def confine(
     follow_symlinks: bool = False,
     *,
     what: str = "path",
+    where: str | None = None,
     error: type[UserError] = UserError,
 ) -> Path:
     """The absolute path of ``path`` inside ``root`` (the root itself is refused: it names no file).
@@ -79,16 +80,18 @@ def confine(
     :param follow_symlinks: ``False``: no component below the root may be a symbolic link;
         ``True``: links are resolved and the result must still lie inside the root
     :param what: how messages name the path ("file path", "input")
+    :param where: how messages name the root ("your inbox"); default: its path, quoted
     :param error: the ``UserError`` subclass to raise
     :returns: with ``follow_symlinks`` the resolved path, else ``root``'s real path joined with
         the clean relative path (which may not exist yet)
     """
     real_root = Path(os.path.realpath(root))
-    rel = _relative_inside(Path(root), path, what, error)
+    where = where or repr(os.fspath(root))
+    rel = _relative_inside(Path(root), path, what, error, where)
     if follow_symlinks:
         real = Path(os.path.realpath(real_root / rel))
         if real == real_root or real_root not in real.parents:
-            raise error(f"Invalid {what} {os.fspath(path)!r}: it points outside {str(root)!r}")
+            raise error(f"Invalid {what} {os.fspath(path)!r}: it points outside {where}")
         return real
     current = real_root
     for part in rel.split("/"):
@@ -110,6 +113,7 @@ def open_confined(
     flags: int = os.O_RDONLY,
     *,
     what: str = "path",
+    where: str | None = None,
     error: type[UserError] = UserError,
 ) -> int:
     """Open ``path`` inside ``root`` without following any symbolic link below the root, even one
@@ -117,7 +121,7 @@ def open_confined(
 
     :raises error: the path is refused, does not exist, is not a regular file or goes through a link
     """
-    rel = _relative_inside(Path(root), path, what, error)
+    rel = _relative_inside(Path(root), path, what, error, where or repr(os.fspath(root)))
     *dirs, name = rel.split("/")
     dir_fd = os.open(os.path.realpath(root), os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:

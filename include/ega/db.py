@@ -228,16 +228,6 @@ class Database:
     def log_event(self, file_id: str | None, event: str, correlation_id: str | None, message: Any = None) -> None:
         self._run(lambda cur: self._event(cur, file_id, event, correlation_id, message))
 
-    def events(self, file_id: str) -> list[dict]:
-        def q(cur):
-            cur.execute(
-                "SELECT event, correlation_id, message FROM file_events WHERE file_id = %s ORDER BY id",
-                (file_id,),
-            )
-            return [dict(r) for r in cur.fetchall()]
-
-        return self._run(q)
-
     # -- files -----------------------------------------------------------------------------
     def register(
         self,
@@ -515,13 +505,6 @@ class Database:
                 )
                 self._event(cur, found[acc], "mapped", correlation_id, message)
             return []
-
-        return self._run(q)
-
-    def dataset_files(self, dataset_id: str) -> list[str]:
-        def q(cur):
-            cur.execute("SELECT file_id FROM dataset_files WHERE dataset_id = %s ORDER BY file_id", (dataset_id,))
-            return [str(r[0]) for r in cur.fetchall()]
 
         return self._run(q)
 

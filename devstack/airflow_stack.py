@@ -208,7 +208,7 @@ class AirflowStack:
             # rather than 5 minutes; the supervisors heartbeat every 5 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-            "SDP_EGA_RETRY_DELAY_SECONDS": "5",
+            "AIRFLOW__SENSITIVE_DATA__RETRY_DELAY_SECONDS": "5",  # first retry delay (sensitive_data.common.retries)
         })
         if self.executor == "CeleryExecutor":
             redis_db = 1 + (abs(hash(str(self.home))) % 15)

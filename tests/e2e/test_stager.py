@@ -191,7 +191,9 @@ def test_upload_via_the_api_then_rerun_skips_everything(ready, rdir):
     assert len(files) == 40 and "empty dir" in colls
     assert wait_mail(ready, f"[OK] {doc['title']} completed")["to"] == "alice@example.org"
 
-    assert stager(ready, "PUT", f"/job/scheduled/{job_id}").status_code == 200
+    assert "alice-secret" not in ready.task_log("data_stager_transfer", job_id, "transfer")
+    assert "alice-secret" not in ready.task_log("data_stager_transfer", job_id, "validate")
+    assert stager(ready, "PUT", f"/job/scheduled/{job_id}").status_code == 200  # re-run: same seal, same run
     again = wait_job(ready, job_id)
     assert again["state"] == "completed"
     result = ready.xcom("data_stager_transfer", job_id, "transfer")

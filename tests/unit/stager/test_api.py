@@ -241,3 +241,19 @@ def test_dac_lookup(api):
 ])
 def test_state_mapping(run, tis, state):
     assert stager_state(run, tis) == state
+
+
+def test_the_event_log_redaction_hides_drpass_at_any_depth():
+    """What airflow/api_fastapi/logging/decorators.py (action_logging) stores of a request body:
+    ``{k: secrets_masker.redact(v, k)}``; the stager plugin makes ``drpass`` a sensitive name."""
+    from airflow._shared.secrets_masker import redact
+
+    from sensitive_data.stager_api.app import hide_sensitive_fields
+
+    hide_sensitive_fields()
+    body = {"conf": {"drPass": "alice-secret", "stagerUser": "alice", "nested": [{"DRPASS": "x-secret"}]},
+            "dag_run_id": "r"}
+    stored = {k: redact(v, k) for k, v in body.items()}
+    assert stored["conf"]["drPass"] == "***" and stored["conf"]["nested"][0]["DRPASS"] == "***"
+    assert stored["conf"]["stagerUser"] == "alice" and stored["dag_run_id"] == "r"
+    hide_sensitive_fields()  # idempotent

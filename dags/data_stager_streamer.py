@@ -11,10 +11,11 @@ DOC = """
 ### Data streamer
 
 Triggered by the lab data streamer with `{projectId, srcPath, modality}`: resolves the project's
-DAC collection (static map of the stager settings) and submits a `data_stager_transfer` job as
-the streamer service account (connection `stager_streamer`) from `srcPath` into
-`irods:<collection>/raw/...`, with per-modality timeouts (MRI 10800/600 s, MEG 3600/1800 s,
-OPM 1800/600 s).
+DAC collection (static map of the stager settings) and submits a sealed `data_stager_transfer` job
+as the streamer service account (connection `stager_streamer`, an unprivileged allow-listed POSIX
+user) from `srcPath` into `irods:<collection>/raw/...`, with per-modality timeouts (MRI 10800/600 s,
+MEG 3600/1800 s, OPM 1800/600 s). `srcPath` must lie inside the project's own raw storage
+(setting `streamer_source`, default `/project/{projectId}/raw`), symbolic links resolved.
 """
 
 with DAG(
@@ -33,4 +34,5 @@ with DAG(
     },
 ) as dag:
     job = StagerStreamerJobOperator(task_id="resolve")
-    TriggerDagRunOperator(task_id="submit", trigger_dag_id="data_stager_transfer", conf=job.output)
+    TriggerDagRunOperator(task_id="submit", trigger_dag_id="data_stager_transfer", conf=job.output,
+                          trigger_run_id="{{ ti.xcom_pull(task_ids='resolve', key='run_id') }}")

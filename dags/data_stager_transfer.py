@@ -11,9 +11,12 @@ DOC = """
 ### Data stager transfer
 
 A job of the DCCN data stager: a recursive sync between a POSIX path and an iRODS collection
-(`irods:/<zone>/...`), run as `stagerUser`. Submit it through the stager API (`/stager/v1/job`,
-which checks the credential and encrypts `drPass`) or with the run conf below; `drPass` must be
-RSA-encrypted with the stager's public key and base64-encoded. Files already present with the
+(`irods:/<zone>/...`), run as `stagerUser`. Submit it through the stager API (`/stager/v1/job`),
+which checks who may act, checks the credential, encrypts `drPass` for this job and seals the job
+for this run and submitter. A run whose seal is missing, forged or does not match its conf (any
+run created directly through `/api/v2`) fails in `validate` without retry, before any file is
+touched; so does a `stagerUser` that is root, a system account or not allow-listed, and a `drPass`
+encrypted for another job. Files already present with the
 same size and SHA-256 are skipped, so a re-run resumes. User errors are not retried; other
 failures are retried 4 times (30 s x attempt). The submitter gets `[OK] <title> completed` or
 `[ALERT] <title> failed` by e-mail.
@@ -45,6 +48,9 @@ with DAG(
                          description="Overall time limit in seconds (0 = none)."),
         "timeout_noprogress": Param(3600, type="integer", minimum=0,
                                     description="Seconds without any progress before giving up (0 = none)."),
+        "submittedBy": Param("", type="string",
+                             description="Set by the stager API: the Airflow user the job was sealed for."),
+        "seal": Param("", type="string", description="Set by the stager API: the job's seal (HMAC-SHA256)."),
     },
     on_success_callback=StagerNotifier(failed=False),
     on_failure_callback=StagerNotifier(failed=True),

@@ -7,9 +7,8 @@ behind the small :class:`RunStore` interface that the HTTP layer uses.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 DAG_ID = "data_stager_transfer"
 STATES = ("scheduled", "pending", "active", "retry", "completed", "archived")
@@ -66,13 +65,18 @@ class AirflowRunStore:
             raise LookupError(f"the DAG {DAG_ID} is not loaded")
         return dag
 
-    def create(self, conf: dict, owner: str) -> str:
+    def create(self, conf: dict, owner: str, run_id: str) -> str:
+        """Create the run ``run_id`` (the id its job was sealed for), triggered by ``owner``.
+
+        ``triggering_user_name`` is what Airflow's own REST API records for the caller
+        (``airflow/api_fastapi/core_api/routes/public/dag_run.py``: ``triggering_user_name=user.get_name()``);
+        the transfer tasks compare it with the seal's submitter.
+        """
         from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
         from airflow.utils.session import create_session
         from airflow.utils.state import DagRunState
         from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
-        run_id = f"stager__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
         with create_session() as session:
             dag = self._dag(session)
             body = TriggerDAGRunPostBody(dag_run_id=run_id, conf=conf, logical_date=None)

@@ -6,7 +6,8 @@ runs as root the child gets the stager user's uid, gid and groups; otherwise onl
 user is accepted; in both cases only a user the stager's rules allow
 (:func:`include.stager.accounts.check_stager_user`: never root, no system account, allow-listed).
 The child writes one JSON event per line on stdout: ``progress``, then ``done``
-or ``error`` (with ``kind`` ``user`` or ``transient``).
+or ``error`` (with ``kind`` ``user``, ``config``, ``timeout``, ``cancelled`` or ``transient``, the
+bare ``message`` and its ``hint``), rebuilt as the same class of ``include.stager.errors`` here.
 
 The child's interpreter is the worker's own unless ``python`` names another (the ``runner_python``
 setting): the worker's interpreter often lives where stager users cannot execute it (a pyenv under
@@ -17,7 +18,6 @@ site-packages on ``PYTHONPATH``; both must be readable by the stager users.
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import logging
 import os
@@ -42,6 +42,11 @@ from include.stager.errors import (
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ("min_uid", "max_uid", "allowed_users", "allowed_groups")
+# the kinds of error events, most specific first: the child names one, the parent raises its class
+ERROR_KINDS: dict[str, type[StagerError]] = {
+    "user": UserError, "config": ConfigurationError, "timeout": TransferTimeout, "cancelled": Cancelled,
+    "transient": TransientError,
+}
 
 
 def identity(stager_user: str, rules: Mapping | None = None) -> dict:
@@ -153,9 +158,8 @@ def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
                                      "interpreter must be the workers' Python version and read their site-packages")
         raise TransientError(f"the transfer process ended without a result (exit {proc.returncode}): {tail}")
     if result["event"] == "error":
-        cls = {"user": UserError, "timeout": TransferTimeout, "cancelled": Cancelled}.get(result["kind"],
-                                                                                          TransientError)
-        raise cls(result["message"])
+        cls = ERROR_KINDS.get(result.get("kind"), TransientError)
+        raise cls(result["message"], hint=result.get("hint"))
     return result["progress"]
 
 
@@ -209,16 +213,11 @@ def child_main() -> int:
                     report_interval=spec.get("report_interval", 10), cancel=cancel)
         progress = sync.run()
     except StagerError as exc:
-        kind = ("user" if isinstance(exc, UserError) else "timeout" if isinstance(exc, TransferTimeout)
-                else "cancelled" if isinstance(exc, Cancelled) else "transient")
-        emit({"event": "error", "kind": kind, "message": str(exc)})
+        kind = next((k for k, cls in ERROR_KINDS.items() if isinstance(exc, cls)), "transient")
+        emit({"event": "error", "kind": kind, "message": exc.reason, "hint": exc.hint})
         return 1
     emit({"event": "done", "progress": progress.as_dict()})
     return 0
-
-
-def group_names(gids: list[int]) -> list[str]:
-    return [grp.getgrgid(g).gr_name for g in gids]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import posixpath
 import re
 
+from include.common.paths import confine, safe_relpath
 from include.stager.errors import UserError
 
 PROJECT = re.compile(r"^\d{7}\.\d{2}$")
@@ -31,23 +32,33 @@ def project_root(project: str, template: str) -> str:
 
 
 def confine_source(project: str, src_path, template: str) -> str:
-    """The real path of ``src_path``, refused (:class:`UserError`) unless inside ``project``'s raw storage."""
+    """The real path of ``src_path``, refused (:class:`UserError`) unless inside ``project``'s raw storage.
+
+    ``src_path`` is absolute and names the storage by its configured path or its real path; the
+    part below it goes through the shared confinement (``include.common.paths``): no ``..``, no
+    NUL, symbolic links resolved and the result still inside the storage.
+    """
     root = project_root(project, template)
     if not isinstance(src_path, str) or not src_path.startswith("/"):
         raise UserError(f"srcPath {src_path!r} must be an absolute path")
-    if "\x00" in src_path or ".." in src_path.split("/"):
-        raise UserError(f"srcPath {src_path!r} must not contain '..'")
+    lexical = "/" + safe_relpath(src_path.lstrip("/"), what="srcPath", error=UserError)
+    where = f"the raw storage of project {project} ({root})"
     real_root = os.path.realpath(root)
     if not os.path.isdir(real_root):
-        raise UserError(f"the raw storage of project {project} ({root}) does not exist")
-    lexical = posixpath.normpath(src_path)
-    if not (lexical == posixpath.normpath(root) or lexical.startswith(posixpath.normpath(root) + "/")
-            or lexical == real_root or lexical.startswith(real_root + "/")):
-        raise UserError(f"srcPath {src_path!r} is outside the raw storage of project {project} ({root})")
-    real = os.path.realpath(lexical)
-    if not (real == real_root or real.startswith(real_root + "/")):
-        raise UserError(f"srcPath {src_path!r} leads out of the raw storage of project {project} ({root}) "
-                        f"through a symbolic link (to {real!r}); refused")
-    if not os.path.exists(real):
+        raise UserError(f"{where} does not exist")
+    for base in dict.fromkeys((posixpath.normpath(root), real_root)):
+        if lexical == base:
+            return real_root  # the whole raw storage
+        if lexical.startswith(base.rstrip("/") + "/"):
+            rel = lexical[len(base.rstrip("/")) + 1:]
+            break
+    else:
+        raise UserError(f"srcPath {src_path!r} is outside {where}")
+    try:
+        real = confine(real_root, rel, follow_symlinks=True, what="srcPath", where=where, error=UserError)
+    except UserError:  # lexically inside: only a symbolic link can lead out
+        raise UserError(f"srcPath {src_path!r} leads out of {where} through a symbolic link "
+                        f"(to {os.path.realpath(lexical)!r}); refused") from None
+    if not real.exists():
         raise UserError(f"srcPath {src_path!r} does not exist")
-    return real
+    return str(real)

@@ -1,22 +1,26 @@
 """Retry settings, defined once per kind of work, and the policy that applies them at run time.
 
-=====================  =========  ===========  ==========  ==========================================
-settings               retries    first delay  at most     for
-=====================  =========  ===========  ==========  ==========================================
-``RETRIES_IO``         3          30 s         10 min      storage, databases, message brokers (EGA)
-``RETRIES_SERVICE``    3          15 s         10 min      HTTP services (HPCS server, governance,
-                                                           Vault, Kubernetes)
-``RETRIES_TRANSFER``   4          30 s         30 min      long transfers (the stager)
-``RETRIES_NONE``       0          -            -           checks whose answer is the point
-                                                           (``platform_healthcheck``)
-=====================  =========  ===========  ==========  ==========================================
+=====================  =========  ===========  ===========  ==========  ===================================
+settings               retries    first delay  backoff      at most     for
+=====================  =========  ===========  ===========  ==========  ===================================
+``RETRIES_IO``         3          30 s         doubling     10 min      storage, databases, message
+                                                                        brokers (EGA)
+``RETRIES_SERVICE``    3          15 s         doubling     10 min      HTTP services (HPCS server,
+                                                                        governance, Vault, Kubernetes)
+``RETRIES_TRANSFER``   4          30 s         x attempt    30 min      long transfers (the stager:
+                                                                        30, 60, 90, 120 s)
+``RETRIES_NONE``       0          -            -            -           checks whose answer is the point
+                                                                        (``platform_healthcheck``)
+=====================  =========  ===========  ===========  ==========  ===================================
 
-Each delay doubles the one before (``multiplier``). A DAG takes them as its ``default_args``::
+``backoff="exponential"`` (the default): each delay is the one before times ``multiplier``;
+``backoff="linear"``: the first delay times the attempt. A DAG takes them as its ``default_args``::
 
     default_args=default_args(RETRIES_IO, owner="ega")
 
 which sets Airflow's ``retries``, ``retry_delay``, ``retry_exponential_backoff`` (a multiplier in
-Airflow 3: ``True`` would mean 1.0, no backoff) and ``max_retry_delay``, plus ``retry_policy``:
+Airflow 3: ``True`` would mean 1.0, no backoff; 0 for a linear backoff, which only the policy
+computes) and ``max_retry_delay``, plus ``retry_policy``:
 :class:`ErrorRetryPolicy`, evaluated in the worker when a try fails. It fails a user or
 configuration error at once (even one raised outside ``translate_errors``) and computes the delay
 of the next try at run time, so a deployment tunes it without touching a DAG file: Airflow
@@ -50,6 +54,7 @@ __all__ = [
 
 CONFIG_SECTION = "sensitive_data"
 CONFIG_KEY = "retry_delay_seconds"
+BACKOFFS = ("exponential", "linear")
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,10 @@ class RetrySettings:
     """:param name: the kind of work (in logs)
     :param retries: tries after the first
     :param first_delay: the delay before the first retry
-    :param multiplier: each delay is the one before times this
+    :param multiplier: with ``backoff="exponential"``, each delay is the one before times this
     :param max_delay: no delay is longer
+    :param backoff: ``"exponential"`` (first delay x multiplier ** (try - 1)) or ``"linear"``
+        (first delay x try)
     """
 
     name: str
@@ -66,11 +73,19 @@ class RetrySettings:
     first_delay: timedelta = timedelta(seconds=30)
     multiplier: float = 2.0
     max_delay: timedelta = timedelta(minutes=10)
+    backoff: str = "exponential"
+
+    def __post_init__(self):
+        if self.backoff not in BACKOFFS:
+            raise ValueError(f"backoff must be one of {BACKOFFS}, got {self.backoff!r}")
 
     def delay(self, try_number: int, first: timedelta | None = None) -> timedelta:
         """The delay after try ``try_number`` (1 for the first try) failed."""
         base = (first if first is not None else self.first_delay).total_seconds()
-        seconds = base * self.multiplier ** max(try_number - 1, 0)
+        if self.backoff == "linear":
+            seconds = base * max(try_number, 1)
+        else:
+            seconds = base * self.multiplier ** max(try_number - 1, 0)
         return timedelta(seconds=min(seconds, self.max_delay.total_seconds()))
 
     def task_args(self) -> dict[str, Any]:
@@ -78,7 +93,7 @@ class RetrySettings:
         return {
             "retries": self.retries,
             "retry_delay": self.first_delay,
-            "retry_exponential_backoff": self.multiplier,
+            "retry_exponential_backoff": self.multiplier if self.backoff == "exponential" else 0,
             "max_retry_delay": self.max_delay,
             "retry_policy": ErrorRetryPolicy(self),
         }
@@ -87,7 +102,7 @@ class RetrySettings:
 RETRIES_IO = RetrySettings("io", retries=3, first_delay=timedelta(seconds=30))
 RETRIES_SERVICE = RetrySettings("service", retries=3, first_delay=timedelta(seconds=15))
 RETRIES_TRANSFER = RetrySettings("transfer", retries=4, first_delay=timedelta(seconds=30),
-                                 max_delay=timedelta(minutes=30))
+                                 max_delay=timedelta(minutes=30), backoff="linear")
 RETRIES_NONE = RetrySettings("none", retries=0)
 
 

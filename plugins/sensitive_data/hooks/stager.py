@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import pwd
 from functools import cached_property
@@ -16,6 +15,7 @@ from pathlib import Path
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
+from include.common.errors import ConfigError
 from include.stager import seal as job_seal
 from include.stager.credentials import (
     decrypt_bound,
@@ -26,6 +26,7 @@ from include.stager.credentials import (
 )
 from include.stager.settings import StagerSettings, load_settings
 from include.stager.webdav import check_credential
+from sensitive_data.common.settings import variable_json
 
 
 class _StagerHook(BaseHook):
@@ -219,14 +220,15 @@ class StagerServiceAccountHook(_StagerHook):
 
 def stager_settings() -> StagerSettings:
     """Settings from ``SDP_STAGER_*`` environment variables, overridden by the ``stager_settings``
-    Airflow Variable (JSON) when it exists."""
-    overrides = {}
-    try:
-        from airflow.sdk import Variable
+    Airflow Variable (a JSON object) when it exists; read when called (in a task or the API).
 
-        raw = Variable.get("stager_settings", default=None)
-        if raw:
-            overrides = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except Exception:  # noqa: BLE001 - no Airflow context (unit tests, CLI): environment only
-        overrides = {}
-    return load_settings(overrides)
+    :raises ConfigError: the Variable is set but is not a JSON object, or a setting has a value of
+        the wrong kind (``"threads": "many"``): never silently replaced by the defaults
+    """
+    overrides = variable_json("stager_settings", {}, expect=dict)
+    try:
+        return load_settings(overrides)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"a stager setting has a value of the wrong kind ({exc})",
+                          hint="fix the Airflow Variable 'stager_settings' or the SDP_STAGER_* environment "
+                               "variables (see docs/stager.md, Settings)") from None

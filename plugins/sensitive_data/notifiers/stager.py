@@ -20,6 +20,7 @@ import re
 from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
 from include.stager.job import EMAIL, SEAL_FIELDS, SECRET_FIELDS
+from include.stager.pipeline import ERROR_KEY
 from sensitive_data.hooks.stager import stager_settings
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,15 @@ def _job(context) -> dict:
     return {k: v for k, v in merged.items() if k not in SECRET_FIELDS + SEAL_FIELDS}
 
 
-def last_error(context) -> str:
-    """The error the job's tasks recorded (XCom ``error``), when the context can tell."""
+def last_error(context, task_ids: tuple[str, ...]) -> str:
+    """The error the first of ``task_ids`` that has one recorded in the job status (XCom ``error``),
+    when the context can tell."""
     ti = context.get("ti")
     if ti is None:
         return ""
-    for task_id in ("transfer", "validate"):
+    for task_id in task_ids:
         try:
-            value = ti.xcom_pull(task_ids=task_id, key="error")
+            value = ti.xcom_pull(task_ids=task_id, key=ERROR_KEY)
         except Exception:  # noqa: BLE001 - a callback context without XCom access: mail without it
             return ""
         if value:
@@ -82,12 +84,16 @@ class StagerNotifier(SmtpNotifier):
     """Notify the submitter of a job about its outcome.
 
     :param failed: True for the failure alert, False for the completion notice.
+    :param error_tasks: the tasks whose job-status error (XCom ``error``) the alert quotes, the
+        first that has one (the DAG passes its task ids: ``include.stager.pipeline``).
     :param smtp_conn_id: the SMTP connection.
     """
 
-    def __init__(self, *, failed: bool, smtp_conn_id: str = "smtp_default", **kwargs):
+    def __init__(self, *, failed: bool, error_tasks: tuple[str, ...] = (), smtp_conn_id: str = "smtp_default",
+                 **kwargs):
         super().__init__(to=[], smtp_conn_id=smtp_conn_id, **kwargs)
         self.failed = failed
+        self.error_tasks = tuple(error_tasks)
 
     def notify(self, context) -> None:
         settings = stager_settings()
@@ -98,7 +104,7 @@ class StagerNotifier(SmtpNotifier):
         self.from_email = self.from_email or settings.from_email
         rows = "".join(f"<tr><th align='left'>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in job.items())
-        reason = (last_error(context) if self.failed else "") or context.get("reason") or ""
+        reason = (last_error(context, self.error_tasks) if self.failed else "") or context.get("reason") or ""
         status = "failed" if self.failed else "completed"
         given = str(job.get("stagerUserEmail") or "").strip()
         note = ""

@@ -69,7 +69,7 @@ def test_the_alert_says_what_went_wrong(mailbox, devstack):
         def xcom_pull(self, task_ids, key):
             return "permission denied: /project/x" if task_ids == "transfer" else None
 
-    StagerNotifier(failed=True).notify({**context(), "ti": TI()})
+    StagerNotifier(failed=True, error_tasks=("transfer", "validate")).notify({**context(), "ti": TI()})
     (mail,) = mailbox()
     raw = httpx.get(f"http://127.0.0.1:{devstack.vars['SDP_SMTP_HTTP_PORT']}/messages/{mail['id']}").text
     body = email.message_from_string(raw, policy=email.policy.default).get_body(("html",)).get_content()

@@ -1,4 +1,4 @@
-"""The worker side of a job: operators and retry policy, with connections from the environment."""
+"""The worker side of a job: operators and the shared retry policy, with connections from the environment."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.stager import seal as job_seal
 from include.stager.credentials import decrypt_bound, encrypt_bound, encrypt_password, load_private_key
-from include.stager.errors import TransientError
+from include.stager.errors import TransientError, UserError
 from include.stager.job import parse_job
+from sensitive_data.common.errors import TransientFailure
+from sensitive_data.common.retries import RETRIES_TRANSFER, ErrorRetryPolicy
 from sensitive_data.operators.stager import (
-    StagerRetryPolicy,
     StagerStreamerJobOperator,
     StagerTransferOperator,
     StagerValidateJobOperator,
@@ -138,8 +139,8 @@ def _refused(params, match, **kw):
             run(op, params, **kw)
         assert "job refused" in info.value.ti.xcom["error"]
         assert "alice-secret" not in str(info.value)
-        decision = StagerRetryPolicy().evaluate(info.value, try_number=1, max_tries=5)
-        assert decision.action == RetryAction.FAIL
+        # AirflowFailException: Airflow fails the task at once, no retry policy is asked
+        assert type(info.value) is AirflowFailException
 
 
 def test_a_sealed_job_is_accepted_by_validate(tmp_path, connections, coll):
@@ -186,18 +187,33 @@ def test_wrong_credential_fails_without_retry(workdir, connections, coll):
     with pytest.raises(AirflowFailException, match="rejected the data-repository credential") as info:
         run(StagerTransferOperator(task_id="transfer"),
             job(str(workdir), f"irods:{coll}", connections, "bad"))
-    decision = StagerRetryPolicy().evaluate(info.value, try_number=1, max_tries=5)
-    assert decision.action == RetryAction.FAIL
+    assert type(info.value) is AirflowFailException  # failed at once, no retry policy is asked
+    assert "rejected the data-repository credential" in info.value.ti.xcom["error"]  # the job status
 
 
 def test_transient_errors_back_off_30s_times_attempt():
-    policy = StagerRetryPolicy()
+    import importlib
+
+    transfer = importlib.import_module("data_stager_transfer").dag.task_dict["transfer"]
+    assert transfer.retries == 4
+    policy = transfer.retry_policy
+    assert isinstance(policy, ErrorRetryPolicy) and policy.settings == RETRIES_TRANSFER
     for attempt in (1, 2, 3, 4):
-        decision = policy.evaluate(TransientError("network"), try_number=attempt, max_tries=5)
-        assert decision.action == RetryAction.RETRY
-        assert decision.retry_delay.total_seconds() == 30 * attempt
-    op = StagerTransferOperator(task_id="transfer")
-    assert op.retries == 4
+        for error in (TransientError("network"), TransientFailure("transient error, will retry: network")):
+            decision = policy.evaluate(error, try_number=attempt, max_tries=5)
+            assert decision.action == RetryAction.RETRY
+            assert decision.retry_delay.total_seconds() == 30 * attempt
+    assert policy.evaluate(UserError("no such source"), try_number=1, max_tries=5).action == RetryAction.FAIL
+
+
+def test_a_transient_failure_reaches_the_job_status_and_is_retried(tmp_path, connections, coll, monkeypatch):
+    def failing_run_as(spec, stager_user, **kw):
+        raise TransientError("the repository is restarting")
+
+    monkeypatch.setattr("sensitive_data.operators.stager.run_as", failing_run_as)
+    with pytest.raises(TransientFailure, match="the repository is restarting") as info:
+        run(StagerTransferOperator(task_id="transfer"), job(str(tmp_path), f"irods:{coll}", connections))
+    assert "the repository is restarting" in info.value.ti.xcom["error"]
 
 
 @pytest.fixture

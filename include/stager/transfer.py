@@ -375,8 +375,9 @@ class Sync:
             self.reporter.report()
             raise
         pool.shutdown(wait=True)
-        self.reporter.finish()
-        p = self.progress
+        final = self.reporter.finish()  # reports (self._status takes the lock): outside it
+        with self.lock:
+            p = Progress.of(final, self.errors)  # the status of the last report
         if p.failed:
             first = p.errors[0]
             msg = f"{p.failed} of {p.total} files failed; first error: {first}"

@@ -257,3 +257,13 @@ def test_the_event_log_redaction_hides_drpass_at_any_depth():
     assert stored["conf"]["drPass"] == "***" and stored["conf"]["nested"][0]["DRPASS"] == "***"
     assert stored["conf"]["stagerUser"] == "alice" and stored["dag_run_id"] == "r"
     hide_sensitive_fields()  # idempotent
+
+
+def test_plugin_registers_the_api():
+    from sensitive_data.plugin import SensitiveDataPlugin
+
+    assert SensitiveDataPlugin.name == "sensitive_data"
+    (entry,) = [a for a in SensitiveDataPlugin.fastapi_apps if a["url_prefix"] == "/stager"]
+    paths = {r.path for r in entry["app"].routes}
+    assert {"/v1/job", "/v1/jobs", "/v1/jobs/{state}", "/v1/job/{job_id}", "/v1/job/scheduled/{job_id}",
+            "/v1/dac/project/{number}", "/v1/ping"} <= paths

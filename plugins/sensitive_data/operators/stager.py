@@ -166,6 +166,7 @@ class StagerTransferOperator(SensitiveDataOperatorMixin, BaseOperator):
         with job_status(context, "job refused"):
             job, password = verified_job(context, stager_keys_conn_id=self.stager_keys_conn_id,
                                          stager_seal_conn_id=self.stager_seal_conn_id)
+        with job_status(context):
             settings = stager_settings()
         account = StagerIrodsHook(self.irods_conn_id).account(job.drUser, password)
         src, dst = job.srcURL, job.dstURL

@@ -45,11 +45,6 @@ def load_private_key(pem: bytes | str, password: bytes | None = None) -> rsa.RSA
     return key
 
 
-def public_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
 def _public(key) -> rsa.RSAPublicKey:
     if isinstance(key, rsa.RSAPrivateKey):
         return key.public_key()

@@ -27,10 +27,6 @@ class Endpoint:
     def is_irods(self) -> bool:
         return self.kind == "irods"
 
-    @property
-    def zone(self) -> str:
-        return self.path.split("/")[1] if self.is_irods else ""
-
     def url(self) -> str:
         return f"irods:{self.path}" if self.is_irods else self.path
 

@@ -181,6 +181,7 @@ class StagerTransferOperator(SensitiveDataOperatorMixin, BaseOperator):
         }
         self.log.info("transfer %s -> %s as %s (repository user %s), attempt %s", src, dst, job.stagerUser,
                       job.drUser, ti.try_number)
+
         def on_start(proc) -> None:
             self._proc = proc
 

@@ -36,7 +36,7 @@ demo: setup
 
 test: setup
 	$(PY) -m devstack.checks postgres rabbitmq redis
-	$(PY) -m pytest tests/unit tests/integration tests/contract tests/e2e $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/integration tests/contract tests/e2e tests/security $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

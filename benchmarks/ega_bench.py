@@ -238,9 +238,9 @@ def e2e(work: Path, n: int | None = None, batch_size: int | None = None, timeout
 
     n = int(n or os.environ.get("BENCH_EGA_E2E_FILES", 500))
     batch_size = int(batch_size or os.environ.get("BENCH_EGA_E2E_BATCH", 50))
-    # no scheduled run: its first interval ends far in the future, so only the triggered runs drain
+    # scheduled runs skip themselves (the Variable ega_ingest_scheduled), so only the triggered runs drain
     stack = AirflowStack(work / "airflow", executor="LocalExecutor", services=["cega"],
-                         extra_env={"SDP_EGA_INGEST_INTERVAL_MINUTES": str(10**6)})
+                         extra_env={"AIRFLOW_VAR_EGA_INGEST_SCHEDULED": "false"})
     stack.start()
     try:
         local = Path(stack.vars["SDP_LOCAL"]) / "lega"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher
 
-from sensitive_data.operators.ega import EGA_DEFAULT_ARGS, drain_and_ingest, drain_params
+from sensitive_data.common.retries import RETRIES_IO, default_args
+from sensitive_data.operators.ega import drain_and_ingest, drain_params
 from sensitive_data.triggers.amqp import AmqpMessageTrigger
 
 files_queue = Asset(
@@ -27,15 +28,16 @@ with DAG(
     catchup=False,
     max_active_runs=2,
     tags=["ega", "ingestion", "event-driven"],
-    default_args=EGA_DEFAULT_ARGS,
+    default_args=default_args(RETRIES_IO, owner="ega"),
     params=drain_params(),
     doc_md="""
 ### EGA ingestion (event-driven)
 
 An `AssetWatcher` runs `AmqpMessageTrigger` in the triggerer: when the `files` queue of
 `lega_broker` holds messages, the asset `lega_files_queue` is updated and this DAG runs the same
-steps as `ega_ingest` (drain, ingest_verify, accession). The trigger only looks at the queue's
-depth; the messages are taken and acknowledged by `drain` once recorded in the database.
+steps as `ega_ingest` (the task group drain_and_ingest: drain, ingest_verify, accession). The
+trigger only looks at the queue's depth; the messages are taken and acknowledged by `drain` once
+recorded in the database.
 """,
 ) as dag:
     drain_and_ingest()

@@ -5,12 +5,8 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from sensitive_data.operators.ega import (
-    EGA_DEFAULT_ARGS,
-    EgaAccessionOperator,
-    EgaProcessOperator,
-    EgaRegisterFileOperator,
-)
+from sensitive_data.common.retries import RETRIES_IO, default_args
+from sensitive_data.operators.ega import EgaAccessionOperator, EgaProcessOperator, EgaRegisterFileOperator
 
 with DAG(
     dag_id="ega_ingest_file",
@@ -20,7 +16,7 @@ with DAG(
     catchup=False,
     max_active_runs=8,
     tags=["ega", "ingestion", "operations"],
-    default_args=EGA_DEFAULT_ARGS,
+    default_args=default_args(RETRIES_IO, owner="ega"),
     params={
         "user": Param(
             type="string",

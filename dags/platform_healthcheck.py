@@ -5,6 +5,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
+from sensitive_data.common.retries import RETRIES_NONE, default_args
 from sensitive_data.healthchecks import HEALTHCHECKS
 from sensitive_data.operators.healthcheck import HealthCheckOperator
 
@@ -16,7 +17,7 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     tags=["platform", "operations"],
-    default_args={"owner": "platform", "retries": 0},
+    default_args=default_args(RETRIES_NONE, owner="platform"),
     params={
         "systems": Param(
             [c.name for c in HEALTHCHECKS],

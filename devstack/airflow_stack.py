@@ -28,6 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 TERMINAL = {"success", "failed"}
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# the simple auth manager's role names, as the harness's callers may still give them
+_SIMPLE_ROLES = {"admin": "Admin", "op": "Op", "user": "User", "viewer": "Viewer"}
+
+
+def fab_role(role: str) -> str:
+    return _SIMPLE_ROLES.get(role, role)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (created 0600, never briefly wider)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def create_pg_database(name: str) -> None:
@@ -120,8 +137,10 @@ class AirflowStack:
     :param pid_dir: where to record pids (so that ``down`` can stop exactly what ``up`` started).
     :param workers: Celery workers to start.
     :param password: the admin password (random when None).
-    :param users: more users of Airflow's simple auth manager, name -> role (viewer, user, op, admin);
-        their random passwords are in ``passwords``.
+    :param users: more users, name -> role: a role of the FAB auth manager (``Admin``, ``Op``, ``User``,
+        ``Viewer``, or one of ``sensitive_data.auth.roles.CUSTOM_ROLES`` such as ``Researcher``); the
+        simple auth manager's lower-case names (``viewer``, ``user``, ``op``, ``admin``) still work.
+        Their random passwords are in ``passwords``; ``api_as(name, ...)`` calls the REST API as them.
     """
 
     def __init__(self, home: Path, *, executor: str = "LocalExecutor", database: str = "sqlite",
@@ -144,11 +163,12 @@ class AirflowStack:
         self.vars: dict[str, str] = {}
         self.username = "admin"
         self.password = password or self._stored_password()
-        self.users = {self.username: "admin", **(users or {})}
-        self.passwords = {name: secrets.token_urlsafe(12) for name in self.users}
+        self.users = {name: fab_role(role) for name, role in {self.username: "Admin", **(users or {})}.items()}
+        self.passwords = self._stored_passwords()
         self.passwords[self.username] = self.password
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._token: str | None = None
+        self._tokens: dict[str, str] = {}
         self._client = httpx.Client(base_url=self.base_url, timeout=30)
 
     # ---------------------------------------------------------------- configuration
@@ -157,6 +177,11 @@ class AirflowStack:
         if path.exists():
             return json.loads(path.read_text()).get("admin") or secrets.token_urlsafe(12)
         return secrets.token_urlsafe(12)
+
+    def _stored_passwords(self) -> dict[str, str]:
+        path = self.home / "passwords.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        return {name: stored.get(name) or secrets.token_urlsafe(12) for name in self.users}
 
     def _secret(self, name: str, factory) -> str:
         path = self.home / f".{name}"
@@ -184,8 +209,12 @@ class AirflowStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": self.executor,
             "AIRFLOW__CORE__FERNET_KEY": self._secret("fernet_key", lambda: Fernet.generate_key().decode()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in self.users.items()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            # per-DAG authorization (docs/security.md): FAB, with the roles of sensitive_data.auth.roles;
+            # FAB must not re-grant its built-in roles every DAG at start-up (roles.sync does the syncing)
+            "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            "AIRFLOW__FAB__UPDATE_FAB_PERMS": "False",
+            # the harness logs many accounts in within seconds; production keeps FAB's rate limit
+            "AIRFLOW__FAB__AUTH_RATE_LIMITED": "False",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__CORE__PARALLELISM": "16",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
@@ -208,7 +237,7 @@ class AirflowStack:
             # rather than 5 minutes; the supervisors heartbeat every 5 s
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-            "SDP_EGA_RETRY_DELAY_SECONDS": "5",
+            "AIRFLOW__SENSITIVE_DATA__RETRY_DELAY_SECONDS": "5",  # first retry delay (sensitive_data.common.retries)
         })
         if self.executor == "CeleryExecutor":
             redis_db = 1 + (abs(hash(str(self.home))) % 15)
@@ -224,8 +253,9 @@ class AirflowStack:
         return env
 
     # ---------------------------------------------------------------- lifecycle
-    def _run(self, argv: list[str], what: str, timeout: float = 600) -> str:
-        res = subprocess.run(argv, env=self.env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    def _run(self, argv: list[str], what: str, timeout: float = 600, env: Mapping[str, str] | None = None) -> str:
+        res = subprocess.run(argv, env=dict(env or self.env()), cwd=ROOT, capture_output=True, text=True,
+                             timeout=timeout)
         if res.returncode != 0:
             raise StackError(f"{what} failed (exit {res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
         return res.stdout
@@ -233,8 +263,7 @@ class AirflowStack:
     def start(self) -> AirflowStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.local.mkdir(parents=True, exist_ok=True)
-        (self.home / "passwords.json").write_text(json.dumps(self.passwords))
-        (self.home / "passwords.json").chmod(0o600)
+        write_private(self.home / "passwords.json", json.dumps(self.passwords))
         if self.database != "sqlite":
             create_pg_database(self.database)
         logs = self.home / "logs" / "stack"
@@ -255,6 +284,7 @@ class AirflowStack:
                 self._run([part.format(**fmt) for part in argv], what)
             self._run([AIRFLOW, "db", "migrate"], "airflow db migrate")
             self.apply_settings()
+            self.apply_roles()
             components = [("api-server", [AIRFLOW, "api-server", "--port", str(self.port), "--host", "127.0.0.1"]),
                           ("scheduler", [AIRFLOW, "scheduler"]),
                           ("dag-processor", [AIRFLOW, "dag-processor"]),
@@ -279,6 +309,20 @@ class AirflowStack:
 
     def apply_settings(self) -> None:
         self._run([sys.executable, "-m", "devstack.settings", "apply"], "applying airflow_settings.yaml")
+
+    def apply_roles(self) -> None:
+        """The platform's roles (run as a program, like Airflow's own CLI), then the users, whose
+        passwords go through a 0600 file: never on a command line."""
+        roles = [sys.executable, "-m", "sensitive_data.auth.roles"]
+        env = self.env()
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "plugins"), env["PYTHONPATH"]])
+        users = self.home / "users.json"
+        write_private(users, json.dumps({n: {"role": r, "password": self.passwords[n]} for n, r in self.users.items()}))
+        try:
+            self._run([*roles, "sync"], "syncing roles", env=env)
+            self._run([*roles, "users", str(users)], "creating users", env=env)
+        finally:
+            users.unlink(missing_ok=True)
 
     def _healthy(self) -> bool:
         try:
@@ -314,6 +358,19 @@ class AirflowStack:
         self.stop()
 
     # ---------------------------------------------------------------- REST API
+    def token_for(self, username: str) -> str:
+        """A bearer token of one of ``users`` (cached)."""
+        if username == self.username:
+            return self.token
+        if username not in self._tokens:
+            self._tokens[username] = self.user_token(username, self.passwords[username])
+        return self._tokens[username]
+
+    def api_as(self, username: str, method: str, path: str, **kwargs) -> httpx.Response:
+        """Call the REST API as ``username`` (one of ``users``)."""
+        headers = {"Authorization": f"Bearer {self.token_for(username)}", **kwargs.pop("headers", {})}
+        return self._client.request(method, path, headers=headers, **kwargs)
+
     def get_token(self, username: str | None = None, password: str | None = None) -> httpx.Response:
         return self._client.post("/auth/token", json={"username": username or self.username,
                                                       "password": password or self.password})

@@ -104,6 +104,44 @@ def ega(stack: AirflowStack) -> bool:
     return len(rows) == len(samples) and all(status == "ready" for _, status, _ in rows)
 
 
+DEMO_RESEARCHER = "sdp-researcher"
+
+
+def _stager_user(stack: AirflowStack, tree: Path) -> str:
+    """The researcher the demo job runs as: transfers never run as root or a system account
+    (docs/stager.md "Trust"). As root: a regular account created for the demo, owning the demo
+    files; otherwise the current user. Either is allow-listed explicitly in ``stager_settings``."""
+    import json
+    import shutil
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    settings_patch: dict = {}
+    if os.geteuid() == 0:
+        user = DEMO_RESEARCHER
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+        pw = pwd.getpwnam(user)
+        for path in [tree, *tree.rglob("*")]:
+            os.lchown(path, pw.pw_uid, pw.pw_gid)
+        for parent in tree.parents:  # the researcher must reach the tree
+            if parent == ROOT.parent:
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o005)
+        if shutil.which("python3") and os.path.realpath(sys.executable).startswith("/root/"):
+            settings_patch["runner_python"] = "/usr/bin/python3"  # the venv's interpreter is under /root
+    current = json.loads(stack.api("GET", "/api/v2/variables/stager_settings").json()["value"])
+    allowed = current.get("allowed_users") or []
+    if isinstance(allowed, str):
+        allowed = [u.strip() for u in allowed.split(",") if u.strip()]
+    current["allowed_users"] = sorted({*allowed, user})
+    current.update(settings_patch)
+    stack.api("PATCH", "/api/v2/variables/stager_settings",
+              json={"key": "stager_settings", "value": json.dumps(current)}).raise_for_status()
+    return user
+
+
 def stager(stack: AirflowStack) -> bool:
     """Submit a transfer job through the stager API (POSIX -> iRODS) and follow it to the end."""
     src = DEMO / "stager" / "session-01"
@@ -113,7 +151,7 @@ def stager(stack: AirflowStack) -> bool:
         if not path.exists():
             path.write_bytes(os.urandom(32 * 1024))
     (src / "notes").mkdir(exist_ok=True)
-    me = pwd.getpwuid(os.geteuid()).pw_name
+    me = _stager_user(stack, src)
     collection = f"irods:/nl.ru.donders/home/alice/demo-{time.strftime('%Y%m%dT%H%M%S')}"
     job = {"title": "demo: MRI session 01", "stagerUser": me, "stagerUserEmail": "alice@example.org",
            "drUser": "alice", "drPass": "alice-secret", "srcURL": str(src), "dstURL": collection}

@@ -177,7 +177,8 @@ def start_service(svc: Service, *, variables: Mapping[str, str], local: Path, lo
     state.mkdir(parents=True, exist_ok=True)
     fmt = {**variables, "state": str(state), "local": str(local), "python": sys.executable}
     argv = [part.format(**fmt) for part in svc.argv]
-    proc_env = {**os.environ, **(env or {}), **variables, "SDP_LOCAL": str(local)}
+    proc_env = {**os.environ, **(env or {}), **variables, "SDP_LOCAL": str(local),
+                **{k: v.format(**fmt) for k, v in svc.env.items()}}
     proc = spawn(f"devstack-{svc.name}", argv, env=proc_env, log_dir=log_dir, cwd=cwd, pid_dir=pid_dir)
     if svc.port_var:
         port = int(variables[svc.port_var])

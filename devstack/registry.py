@@ -8,6 +8,11 @@ stack (fixed default ports) and the tests (free ports) share one source of conne
 
 A stand-in is ready when its TCP port accepts connections (``ready_port``) or when the file
 ``ready_file`` exists (formatted like argv).
+
+No secret goes on a command line (``ps`` shows every argv to every local user): a stand-in gets its
+tokens and passwords through ``env`` (formatted like argv) or a 0600 file; ``secrets`` lists the
+development secrets a stand-in is configured with, for the tests that look for leaks
+(tests/security/test_platform_attacks.py reads ``/proc/*/cmdline`` of the running stack).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class Service:
     # made unique per stack in tests so that stacks sharing one broker do not take each other's messages;
     # a name ending in _DB is a PostgreSQL database, dropped when such a test stack stops
     names: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # environment of the process (its secrets go here)
+    secrets: tuple[str, ...] = ()  # development secrets it is configured with (never in argv)
 
 
 SERVICES: dict[str, Service] = {}
@@ -55,12 +62,13 @@ register(
     Service(
         name="cega",
         argv=("{python}", "-m", "devstack.cega", "--port", "{SDP_CEGA_PORT}", "--state-dir", "{state}",
-              "--broker-url", "amqp://guest:guest@127.0.0.1:5672/%2F",
               "--exchange", "{SDP_LEGA_EXCHANGE}", "--files-queue", "{SDP_LEGA_FILES_QUEUE}",
               "--accession-queue", "{SDP_LEGA_ACCESSION_QUEUE}",
               "--inbox-dir", "{local}/lega/inbox"),
         port_var="SDP_CEGA_PORT",
         default_port=8091,
+        env={"SDP_CEGA_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672/%2F"},
+        secrets=("guest:guest@",),
         names={"SDP_LEGA_EXCHANGE": "cega", "SDP_LEGA_FILES_QUEUE": "files",
                "SDP_LEGA_ACCESSION_QUEUE": "stableIDs", "SDP_LEGA_DEAD_LETTER_QUEUE": "dead_letters",
                "SDP_LEGA_DB": "lega"},
@@ -68,16 +76,18 @@ register(
 )
 
 # HPCS (CSC's secure data preparation): Vault, SPIRE server, HPCS server, the supercomputer's SFTP.
-# The development root token is fixed so that airflow_settings.yaml can name it; it is also
-# written to {local}/vault/root-token for the HPCS server stand-in.
+# The development root token is fixed so that airflow_settings.yaml can name it; it is given as real
+# Vault's dev mode takes it (VAULT_DEV_ROOT_TOKEN_ID) and written to {local}/vault/root-token (0600)
+# for the HPCS server stand-in.
 register(
     Service(
         name="vault",
         argv=("{python}", "-m", "devstack.vault", "--port", "{SDP_VAULT_PORT}",
-              "--root-token", "devstack-root-token", "--root-token-file", "{state}/root-token",
-              "--state-dir", "{state}"),
+              "--root-token-file", "{state}/root-token", "--state-dir", "{state}"),
         port_var="SDP_VAULT_PORT",
         default_port=8200,
+        env={"VAULT_DEV_ROOT_TOKEN_ID": "devstack-root-token"},
+        secrets=("devstack-root-token",),
     )
 )
 register(
@@ -157,21 +167,23 @@ register(
 register(
     Service(
         name="k8s_spark",
-        argv=("{python}", "-m", "devstack.k8s_spark", "--port", "{SDP_K8S_PORT}", "--state-dir", "{state}",
-              "--token", "devstack-k8s-token=system:serviceaccount:airflow:cleanroom-submitter@cleanroom"),
+        argv=("{python}", "-m", "devstack.k8s_spark", "--port", "{SDP_K8S_PORT}", "--state-dir", "{state}"),
         port_var="SDP_K8S_PORT",
         default_port=16443,
+        env={"SDP_K8S_TOKENS": "devstack-k8s-token=system:serviceaccount:airflow:cleanroom-submitter@cleanroom"},
+        secrets=("devstack-k8s-token",),
     )
 )
 register(
     Service(
         name="cleanroom_governance",
         argv=("{python}", "-m", "devstack.cleanroom_governance", "--port", "{SDP_CGS_PORT}", "--state-dir", "{state}",
-              "--member", "analyst=devstack-cgs-analyst", "--member", "hospital_a=devstack-cgs-hospital-a",
-              "--member", "hospital_b=devstack-cgs-hospital-b",
               "--attestation-root-file", "{local}/k8s_spark/attestation-root.pub"),
         port_var="SDP_CGS_PORT",
         default_port=9290,
+        env={"SDP_CGS_MEMBERS": "analyst=devstack-cgs-analyst hospital_a=devstack-cgs-hospital-a "
+                                "hospital_b=devstack-cgs-hospital-b"},
+        secrets=("devstack-cgs-analyst", "devstack-cgs-hospital-a", "devstack-cgs-hospital-b"),
         needs=("k8s_spark",),
     )
 )

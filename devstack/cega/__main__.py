@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.request
 
@@ -34,7 +35,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--port", type=int, default=8091)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--broker-url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    p.add_argument("--broker-url", default=os.environ.get("SDP_CEGA_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+                   help="default: $SDP_CEGA_BROKER_URL (keeps the password off argv)")
     p.add_argument("--exchange", default="cega")
     p.add_argument("--files-queue", default="files")
     p.add_argument("--accession-queue", default="stableIDs")

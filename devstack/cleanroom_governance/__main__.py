@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -21,13 +22,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9290)
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--member", action="append", default=[], help="ID=TOKEN of a consortium member (repeat)")
+    p.add_argument("--member", action="append", default=[],
+                   help="ID=TOKEN of a consortium member (repeat); default: $SDP_CGS_MEMBERS, space-separated "
+                        "(keeps the tokens off argv)")
     p.add_argument("--attestation-root-file", required=True)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     members = {}
-    for item in args.member:
+    for item in args.member or os.environ.get("SDP_CGS_MEMBERS", "").split():
         member, _, token = item.partition("=")
         if not member or not token:
             p.error(f"--member {item!r}: give ID=TOKEN")

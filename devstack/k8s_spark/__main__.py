@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -21,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--token", action="append", default=[], help="TOKEN=USER@NS1,NS2 (repeat)")
+    p.add_argument("--token", action="append", default=[],
+                   help="TOKEN=USER@NS1,NS2 (repeat); default: $SDP_K8S_TOKENS, space-separated (keeps them off argv)")
     p.add_argument("--spark-submit", help="spark-submit to run applications with (default: next to python)")
     p.add_argument("--max-cores", type=int, help="cap of local[N] (default: the machine's CPUs)")
     p.add_argument("--log-level", default="INFO")
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = K8sSpark(
         Path(args.state_dir),
-        [Token(t) for t in args.token],
+        [Token(t) for t in args.token or os.environ.get("SDP_K8S_TOKENS", "").split()],
         spark_submit=args.spark_submit,
         max_cores=args.max_cores,
         public_url=f"http://{args.host}:{args.port}",

@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.vault", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8200)
-    parser.add_argument("--root-token", help="the root token (development only)")
+    # as real Vault's dev mode (VAULT_DEV_ROOT_TOKEN_ID): a token on the command line is visible to `ps`
+    parser.add_argument("--root-token", default=os.environ.get("VAULT_DEV_ROOT_TOKEN_ID"),
+                        help="the root token (development only; default $VAULT_DEV_ROOT_TOKEN_ID)")
     parser.add_argument("--root-token-file", help="read the root token from here, or write a new one")
     parser.add_argument("--state-dir", help="persist the state as JSON in this directory")
     parser.add_argument("--log-level", default="INFO")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pika
 import pika.exceptions
 
-from include.ega.errors import InvalidMessage, TransientError
+from include.ega.errors import InvalidMessage, PermissionDenied, TransientError
 from include.ega.messages import dead_letter_message
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,18 @@ _CONNECTION_ERRORS = (
     ConnectionError,
     OSError,
 )
+
+
+
+
+def _refused(exc: BaseException) -> bool:
+    """The broker refused who we are (ACCESS_REFUSED, a vhost we may not use): waiting does not help.
+    pika also says "probable authentication error" for a connection merely cut during the
+    handshake (a broker restarting), so the broker's own reply code must be in the message."""
+    if isinstance(exc, pika.exceptions.AuthenticationError):
+        return True
+    probable = (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError)
+    return isinstance(exc, probable) and any(code in str(exc) for code in ("ACCESS_REFUSED", "NOT_ALLOWED"))
 
 
 class DrainInterrupted(TransientError):
@@ -105,7 +117,12 @@ class Broker:
                 declare(self._channel, self.settings)
             except _CONNECTION_ERRORS as exc:
                 self.close()
-                raise TransientError(f"cannot reach the message broker: {type(exc).__name__}: {exc}") from exc
+                if not _refused(exc):
+                    raise TransientError(f"cannot reach the message broker: {type(exc).__name__}: {exc}") from exc
+                raise PermissionDenied(
+                    f"the message broker refused our credentials or vhost ({type(exc).__name__})",
+                    hint="check the login, password and vhost (schema) of the lega_broker connection",
+                ) from None
         return self._channel
 
     def close(self) -> None:

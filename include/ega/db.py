@@ -4,7 +4,9 @@ Statuses: submitted -> archived -> verified -> ready, plus error and disabled. E
 status is a conditional update (``UPDATE ... WHERE status = <expected>``), so a step that runs
 twice, or two workers racing, change nothing the second time. ``Database`` takes a ``connect``
 callable (psycopg2) and reconnects once on a dropped connection; a second failure is a
-``TransientError``.
+``TransientError``. The driver's exceptions stay in this module: a refused connection (unknown
+user or database, bad password) is ``PermissionDenied``, an unreachable server ``TransientError``,
+a unique constraint hit ``Conflict``. ``open_database`` is how the rest of the code gets one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extras
 
-from include.ega.errors import TransientError
+from include.ega.errors import Conflict, PermissionDenied, TransientError
 
 SCHEMA_VERSION = 1
 STATUSES = ("submitted", "archived", "verified", "ready", "error", "disabled")
@@ -133,6 +135,41 @@ class FileRecord:
 
 
 _RETRYABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
+# a connection refused for who we are or what we ask for: waiting does not help
+_REFUSALS = ("authentication failed", "no pg_hba.conf entry", "does not exist", "permission denied")
+
+
+def _connect_error(exc: Exception, what: str) -> Exception:
+    """The pipeline's error for a failed connection: a refusal is a configuration error."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(r in text for r in _REFUSALS):
+        return PermissionDenied(
+            f"{what}: the EGA database refused the connection ({text})",
+            hint="check the user, password and database name of the lega_db connection",
+        )
+    return TransientError(f"{what}: {text}")
+
+
+def open_database(connect_kwargs: dict[str, Any], migrate: bool = True) -> Database:
+    """A :class:`Database` over ``psycopg2.connect(**connect_kwargs)``; with ``migrate`` the
+    database is created if missing and its schema migrated (both idempotent).
+
+    :raises PermissionDenied: the server refuses the user or the database
+    :raises TransientError: the server cannot be reached
+    """
+    if migrate:
+        try:
+            admin = psycopg2.connect(**{**connect_kwargs, "dbname": "postgres"})
+        except _RETRYABLE as exc:
+            raise _connect_error(exc, "cannot connect to the EGA database server") from None
+        try:
+            create_database(admin, connect_kwargs["dbname"])
+        finally:
+            admin.close()
+    db = Database(lambda: psycopg2.connect(**connect_kwargs))
+    if migrate:
+        db.migrate()
+    return db
 
 
 class Database:
@@ -154,7 +191,7 @@ class Database:
             try:
                 self._conn = self._connect()
             except _RETRYABLE as exc:
-                raise TransientError(f"cannot connect to the EGA database: {exc}") from exc
+                raise _connect_error(exc, "cannot connect to the EGA database") from None
         return self._conn
 
     def _run(self, fn: Callable[[Any], Any]) -> Any:
@@ -164,6 +201,8 @@ class Database:
             try:
                 with conn, conn.cursor(cursor_factory=psycopg2.extras.DictCursor) as cur:
                     return fn(cur)
+            except psycopg2.errors.UniqueViolation as exc:
+                raise Conflict(f"already taken: {exc.diag.constraint_name or 'a unique value'}") from None
             except _RETRYABLE as exc:
                 self.close()
                 if attempt == 2:
@@ -188,16 +227,6 @@ class Database:
 
     def log_event(self, file_id: str | None, event: str, correlation_id: str | None, message: Any = None) -> None:
         self._run(lambda cur: self._event(cur, file_id, event, correlation_id, message))
-
-    def events(self, file_id: str) -> list[dict]:
-        def q(cur):
-            cur.execute(
-                "SELECT event, correlation_id, message FROM file_events WHERE file_id = %s ORDER BY id",
-                (file_id,),
-            )
-            return [dict(r) for r in cur.fetchall()]
-
-        return self._run(q)
 
     # -- files -----------------------------------------------------------------------------
     def register(
@@ -319,7 +348,7 @@ class Database:
         return self._run(q)
 
     def set_verified(self, file_id: str, session_key_checksum: str, size: int, sha256: str, md5: str) -> bool:
-        """archived -> verified; raises ``psycopg2.errors.UniqueViolation`` for a reused session key."""
+        """archived -> verified; raises ``Conflict`` for a reused session key."""
 
         def q(cur):
             cur.execute(
@@ -417,7 +446,7 @@ class Database:
         return self._run(q)
 
     def set_ready(self, file_id: str, accession_id: str) -> bool:
-        """verified -> ready with the accession; ``UniqueViolation`` if another file holds the accession."""
+        """verified -> ready with the accession; ``Conflict`` if another file holds the accession."""
 
         def q(cur):
             cur.execute(
@@ -476,13 +505,6 @@ class Database:
                 )
                 self._event(cur, found[acc], "mapped", correlation_id, message)
             return []
-
-        return self._run(q)
-
-    def dataset_files(self, dataset_id: str) -> list[str]:
-        def q(cur):
-            cur.execute("SELECT file_id FROM dataset_files WHERE dataset_id = %s ORDER BY file_id", (dataset_id,))
-            return [str(r[0]) for r in cur.fetchall()]
 
         return self._run(q)
 

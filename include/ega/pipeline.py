@@ -16,16 +16,14 @@ message (at-least-once) rather than losing it. User errors are reported to CEGA
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psycopg2.errors
-
+from include.common.progress import ProgressReporter
 from include.ega import c4gh
 from include.ega.db import Database, FileRecord
-from include.ega.errors import InvalidMessage, TransientError, UserError
+from include.ega.errors import Conflict, InvalidMessage, TransientError, UserError
 from include.ega.messages import (
     ACCESSION_QUEUE_TYPES,
     FILES_QUEUE_TYPES,
@@ -48,19 +46,9 @@ class Publisher(Protocol):
     def __call__(self, routing_key: str, message: dict, correlation_id: str | None) -> None: ...
 
 
-class Progress:
-    """Log bytes done at a steady pace (at most every ``every`` seconds)."""
-
-    def __init__(self, what: str, total: int | None = None, every: float = 10.0):
-        self.what, self.total, self.every = what, total, every
-        self.last = time.monotonic()
-
-    def __call__(self, done: int) -> None:
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            of = f" of {self.total}" if self.total else ""
-            log.info("%s: %d%s bytes", self.what, done, of)
+def _progress(what: str, total: int | None = None) -> ProgressReporter:
+    """Bytes done, rate and ETA in the log, at most every 10 seconds."""
+    return ProgressReporter(what, bytes_total=total, interval=10.0, emit=log.info)
 
 
 @dataclass
@@ -151,7 +139,8 @@ class Pipeline:
 
         def work():
             with self.inbox.open(rec.user, rec.filepath) as src, self.archive.writer(name, tmp_key=file_id) as out:
-                res = c4gh.split(src, out, progress=Progress(f"file {file_id} archived"), md5="md5" in uploaded)
+                progress = _progress(f"file {file_id} archived")
+                res = c4gh.split(src, out, progress=progress, md5="md5" in uploaded)
                 for typ, expected in uploaded.items():
                     got = res.file_sha256 if typ == "sha256" else res.file_md5
                     if got != expected.lower():
@@ -186,7 +175,8 @@ class Pipeline:
                     f"of file {other} already archived. Re-encrypt the file before uploading it."
                 )
             with self.archive.open(rec.archive_path) as body:
-                res = c4gh.decrypt_body(body, keys, progress=Progress(f"file {file_id} verified", rec.archive_size))
+                progress = _progress(f"file {file_id} verified", rec.archive_size)
+                res = c4gh.decrypt_body(body, keys, progress=progress)
             return checksum, res
 
         checksum, res = self._guard(rec, work, cleanup=lambda: self.archive.delete(rec.archive_path))
@@ -198,7 +188,7 @@ class Pipeline:
         )
         try:
             self.db.set_verified(file_id, checksum, res.size, res.sha256, res.md5)
-        except psycopg2.errors.UniqueViolation:
+        except Conflict:
             return self._guard(
                 rec,
                 lambda: _raise(
@@ -242,7 +232,7 @@ class Pipeline:
         )
         try:
             self.db.set_ready(file_id, accession_id)
-        except psycopg2.errors.UniqueViolation:
+        except Conflict:
             self._guard(
                 rec,
                 lambda: _raise(UserError(f"The accession id {accession_id} is already given to another file")),

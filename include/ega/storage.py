@@ -2,8 +2,8 @@
 
 Inboxes (read side): a POSIX directory, an SFTP server (a paramiko ``SFTPClient`` passed in),
 an S3 bucket (a boto3 client passed in). Each user's inbox is ``<root>/<user>/``; a file path
-from a message is resolved inside it only (``inbox_relpath`` rejects ``..``, absolute paths and
-symlinks that leave the inbox).
+from a message is resolved inside it only (``include.common.paths``: ``..``, absolute paths and
+symlinks that leave the inbox are refused).
 
 Archives (write side): a POSIX directory or an S3 bucket. Writes are atomic: a temporary name
 then a rename (POSIX), a multipart upload completed last (S3); a failed write leaves nothing.
@@ -25,27 +25,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol
 
+from include.common.paths import confine, safe_relpath
 from include.ega.errors import TransientError, UserError
 
 
-def inbox_relpath(filepath: str) -> str:
-    """Normalise a message's ``filepath`` to a path relative to the user's inbox.
-
-    :raises UserError: empty, absolute, with ``..`` or a NUL, or naming the inbox itself
-    """
-    if not filepath or "\0" in filepath:
-        raise UserError("Invalid file path: empty or with a NUL character")
-    if filepath.startswith("/") or filepath.startswith("\\") or (len(filepath) > 1 and filepath[1] == ":"):
-        raise UserError(
-            f"Invalid file path {filepath!r}: absolute paths are not allowed; give the path relative to your inbox"
-        )
-    parts = filepath.replace("\\", "/").split("/")
-    if any(p == ".." for p in parts):
-        raise UserError(f"Invalid file path {filepath!r}: '..' is not allowed")
-    clean = [p for p in parts if p not in ("", ".")]
-    if not clean:
-        raise UserError(f"Invalid file path {filepath!r}: it names no file")
-    return "/".join(clean)
+def _relpath(filepath: str) -> str:
+    """A message's ``filepath`` as a clean path relative to the user's inbox (see ``safe_relpath``)."""
+    return safe_relpath(filepath, what="file path", error=UserError)
 
 
 def user_dir(user: str) -> str:
@@ -70,12 +56,10 @@ class PosixInbox:
         self.root = os.fspath(root)
 
     def path(self, user: str, filepath: str) -> str:
-        base = os.path.realpath(os.path.join(self.root, user_dir(user)))
-        rel = inbox_relpath(filepath)
-        full = os.path.realpath(os.path.join(base, rel))
-        if os.path.commonpath([base, full]) != base or full == base:
-            raise UserError(f"Invalid file path {filepath!r}: it points outside your inbox")
-        return full
+        """The file's real path; links inside the inbox are followed, links out of it refused."""
+        base = os.path.join(self.root, user_dir(user))
+        rel = _relpath(filepath)
+        return str(confine(base, rel, follow_symlinks=True, what="file path", where="your inbox", error=UserError))
 
     def open(self, user: str, filepath: str) -> BinaryIO:
         path = self.path(user, filepath)
@@ -106,7 +90,7 @@ class SftpInbox:
 
     def path(self, user: str, filepath: str) -> str:
         base = posixpath.join(self.root, user_dir(user))
-        full = posixpath.join(base, inbox_relpath(filepath))
+        full = posixpath.join(base, _relpath(filepath))
         try:
             real_base = self.sftp.normalize(base)
             real = self.sftp.normalize(full)  # resolves symlinks on the server
@@ -170,7 +154,7 @@ class S3Inbox:
         self.prefix = prefix
 
     def key(self, user: str, filepath: str) -> str:
-        return f"{self.prefix}{user_dir(user)}/{inbox_relpath(filepath)}"
+        return f"{self.prefix}{user_dir(user)}/{_relpath(filepath)}"
 
     def open(self, user: str, filepath: str) -> BinaryIO:
         try:

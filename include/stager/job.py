@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from include.stager.errors import UserError
 from include.stager.paths import parse_pair
 
 DEFAULT_TIMEOUT = 259200  # 3 days
 DEFAULT_TIMEOUT_NOPROGRESS = 3600
-FIELDS = ("title", "stagerUser", "stagerUserEmail", "drUser", "drPass", "srcURL", "dstURL",
-          "timeout", "timeout_noprogress")
+JOB_FIELDS = ("title", "stagerUser", "stagerUserEmail", "drUser", "drPass", "srcURL", "dstURL",
+              "timeout", "timeout_noprogress")
+# set by the stager API (or the streamer) when it accepts a job, never by the submitter: see seal.py
+SEAL_FIELDS = ("seal", "submittedBy")
+FIELDS = JOB_FIELDS + SEAL_FIELDS
 SECRET_FIELDS = ("drPass",)
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# one plain address (no display name, no list, no quoting): what may go into a mail header as is
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 POSIX_USER = re.compile(r"^[a-z_][a-z0-9_.-]*[$]?$", re.I)
 
 
@@ -57,13 +64,13 @@ def parse_job(doc: dict) -> Job:
     missing = [k for k in ("stagerUser", "drUser", "drPass", "srcURL", "dstURL") if not doc.get(k)]
     if missing:
         raise UserError(f"missing job fields: {', '.join(missing)}")
-    for key in ("title", "stagerUser", "stagerUserEmail", "drUser", "drPass", "srcURL", "dstURL"):
+    for key in ("title", "stagerUser", "stagerUserEmail", "drUser", "drPass", "srcURL", "dstURL", *SEAL_FIELDS):
         if doc.get(key) is not None and not isinstance(doc.get(key), str):
             raise UserError(f"{key} must be a string")
     if not POSIX_USER.match(doc["stagerUser"]):
         raise UserError(f"stagerUser {doc['stagerUser']!r} is not a valid user name")
     email = (doc.get("stagerUserEmail") or "").strip()
-    if email and not EMAIL.match(email):
+    if email and (len(email) > 254 or not EMAIL.match(email)):
         raise UserError(f"stagerUserEmail {email!r} is not an e-mail address")
     src, dst = parse_pair(doc["srcURL"], doc["dstURL"])
     return Job(
@@ -73,3 +80,8 @@ def parse_job(doc: dict) -> Job:
         timeout=_int(doc, "timeout", DEFAULT_TIMEOUT),
         timeout_noprogress=_int(doc, "timeout_noprogress", DEFAULT_TIMEOUT_NOPROGRESS),
     )
+
+
+def new_job_id(prefix: str = "stager") -> str:
+    """A fresh job id (the DAG run id of ``data_stager_transfer``), chosen before the job is sealed."""
+    return f"{prefix}__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:12]}"

@@ -1,4 +1,12 @@
-"""Job endpoints: ``irods:/<zone>/...`` (or ``i:/<zone>/...``) and plain absolute POSIX paths."""
+"""Job endpoints: ``irods:/<zone>/...`` (or ``i:/<zone>/...``) and plain absolute POSIX paths.
+
+An endpoint is absolute and has no root to be confined to (the account rules and the
+``stagerUser``'s own rights decide what it may touch), so the shared ``include.common.paths``
+confinement does not apply; :func:`parse_endpoint` keeps its own textual checks (absolute, no
+``..``, no NUL). Names that come back from the repository are checked with
+``include.common.paths.safe_relpath`` in the engine (``include/stager/transfer.py``), and the
+streamer's source is confined with ``include.common.paths.confine`` (``include/stager/streamer.py``).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +27,6 @@ class Endpoint:
     def is_irods(self) -> bool:
         return self.kind == "irods"
 
-    @property
-    def zone(self) -> str:
-        return self.path.split("/")[1] if self.is_irods else ""
-
     def url(self) -> str:
         return f"irods:{self.path}" if self.is_irods else self.path
 
@@ -42,6 +46,8 @@ def parse_endpoint(url: str) -> Endpoint:
             break
     if not raw.startswith("/"):
         raise UserError(f"path {url!r} is not absolute; give /abs/path or irods:/<zone>/...")
+    if "\0" in raw:
+        raise UserError(f"path {url!r} contains a NUL character")
     parts = raw.split("/")
     if ".." in parts:
         raise UserError(f"path {url!r} contains '..'")

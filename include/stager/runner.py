@@ -3,8 +3,11 @@
 The parent (the Airflow worker) starts ``python -m include.stager.runner`` and writes the job spec
 (with the decrypted password) to its stdin: never argv, never the environment. When the worker
 runs as root the child gets the stager user's uid, gid and groups; otherwise only the worker's own
-user is accepted. The child writes one JSON event per line on stdout: ``progress``, then ``done``
-or ``error`` (with ``kind`` ``user`` or ``transient``).
+user is accepted; in both cases only a user the stager's rules allow
+(:func:`include.stager.accounts.check_stager_user`: never root, no system account, allow-listed).
+The child writes one JSON event per line on stdout: ``progress``, then ``done``
+or ``error`` (with ``kind`` ``user``, ``config``, ``timeout``, ``cancelled`` or ``transient``, the
+bare ``message`` and its ``hint``), rebuilt as the same class of ``include.stager.errors`` here.
 
 The child's interpreter is the worker's own unless ``python`` names another (the ``runner_python``
 setting): the worker's interpreter often lives where stager users cannot execute it (a pyenv under
@@ -15,7 +18,6 @@ site-packages on ``PYTHONPATH``; both must be readable by the stager users.
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import logging
 import os
@@ -25,9 +27,10 @@ import subprocess
 import sys
 import sysconfig
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from include.stager.accounts import check_stager_user
 from include.stager.errors import (
     Cancelled,
     ConfigurationError,
@@ -38,21 +41,27 @@ from include.stager.errors import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+RULES = ("min_uid", "max_uid", "allowed_users", "allowed_groups")
+# the kinds of error events, most specific first: the child names one, the parent raises its class
+ERROR_KINDS: dict[str, type[StagerError]] = {
+    "user": UserError, "config": ConfigurationError, "timeout": TransferTimeout, "cancelled": Cancelled,
+    "transient": TransientError,
+}
 
 
-def identity(stager_user: str) -> dict:
-    """The Popen arguments that make the child run as ``stager_user``; refuses what cannot be done."""
-    try:
-        pw = pwd.getpwnam(stager_user)
-    except KeyError:
-        raise UserError(f"stagerUser {stager_user!r} is not a user known to the stager's workers") from None
+def identity(stager_user: str, rules: Mapping | None = None) -> dict:
+    """The Popen arguments that make the child run as ``stager_user``; refuses what cannot be done.
+
+    :param rules: ``min_uid``, ``max_uid``, ``allowed_users``, ``allowed_groups`` of
+        :func:`include.stager.accounts.check_stager_user` (the stager settings); missing ones take
+        its defaults, so an empty allow-list refuses everyone.
+    """
+    account = check_stager_user(stager_user, **{k: v for k, v in (rules or {}).items() if k in RULES})
     if os.geteuid() == 0:
-        if pw.pw_uid == 0:
-            return {}
-        groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
-        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": groups, "home": pw.pw_dir}
+        groups = os.getgrouplist(account.name, account.gid)
+        return {"user": account.uid, "group": account.gid, "extra_groups": groups, "home": account.home}
     me = pwd.getpwuid(os.geteuid()).pw_name
-    if pw.pw_uid != os.geteuid():
+    if account.uid != os.geteuid():
         raise UserError(f"the worker runs as {me!r} (not root) and can only transfer as {me!r}, "
                         f"not as stagerUser {stager_user!r}")
     return {}
@@ -71,14 +80,16 @@ def child_pythonpath(python: str, current: str = "") -> str:
 
 def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
            cancel: threading.Event | None = None, on_start: Callable[[subprocess.Popen], None] | None = None,
-           log: logging.Logger | None = None, python: str | None = None) -> dict:
+           log: logging.Logger | None = None, python: str | None = None,
+           rules: Mapping | None = None) -> dict:
     """Run the transfer described by ``spec`` as ``stager_user``; the final progress or a StagerError.
 
     :param python: the interpreter of the child (default: the worker's).
+    :param rules: who may run transfers (see :func:`identity`); checked before anything starts.
     """
     log = log or logging.getLogger(__name__)
     python = python or sys.executable
-    ident = identity(stager_user)
+    ident = identity(stager_user, rules)
     home = ident.pop("home", None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
     env["PYTHONPATH"] = child_pythonpath(python, env.get("PYTHONPATH", ""))
@@ -147,9 +158,8 @@ def run_as(spec: dict, stager_user: str, *, on_progress: Callable[[dict], None],
                                      "interpreter must be the workers' Python version and read their site-packages")
         raise TransientError(f"the transfer process ended without a result (exit {proc.returncode}): {tail}")
     if result["event"] == "error":
-        cls = {"user": UserError, "timeout": TransferTimeout, "cancelled": Cancelled}.get(result["kind"],
-                                                                                          TransientError)
-        raise cls(result["message"])
+        cls = ERROR_KINDS.get(result.get("kind"), TransientError)
+        raise cls(result["message"], hint=result.get("hint"))
     return result["progress"]
 
 
@@ -203,16 +213,11 @@ def child_main() -> int:
                     report_interval=spec.get("report_interval", 10), cancel=cancel)
         progress = sync.run()
     except StagerError as exc:
-        kind = ("user" if isinstance(exc, UserError) else "timeout" if isinstance(exc, TransferTimeout)
-                else "cancelled" if isinstance(exc, Cancelled) else "transient")
-        emit({"event": "error", "kind": kind, "message": str(exc)})
+        kind = next((k for k, cls in ERROR_KINDS.items() if isinstance(exc, cls)), "transient")
+        emit({"event": "error", "kind": kind, "message": exc.reason, "hint": exc.hint})
         return 1
     emit({"event": "done", "progress": progress.as_dict()})
     return 0
-
-
-def group_names(gids: list[int]) -> list[str]:
-    return [grp.getgrgid(g).gr_name for g in gids]
 
 
 if __name__ == "__main__":

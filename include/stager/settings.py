@@ -12,6 +12,16 @@
 ``from_email``         sender of notifications
 ``dac_collections``    project number -> DAC collection (the data streamer's static map)
 ``streamer_timeouts``  modality -> [timeout, timeout_noprogress]
+``streamer_source``    where the streamer may read a project's raw data, ``{projectId}`` filled in
+                       (default ``/project/{projectId}/raw``); a ``srcPath`` is resolved (symbolic
+                       links followed) and must lie inside it
+``min_uid``            transfers never run as a uid below this (system accounts), default 1000
+``max_uid``            nor above this (``nobody`` 65534 and other overflow ids), default 60000 (login.defs)
+``allowed_users``      POSIX users a transfer may run as ...
+``allowed_groups``     ... or members of one of these groups; both empty = no transfer may run
+``identities``         Airflow user -> ``{"stagerUser": [...], "drUser": [...]}``: whom a researcher may
+                       act as; an Airflow user not listed may act as the POSIX and repository user of
+                       the same name only
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ DEFAULT_DAC = {
     "3055000.01": "/nl.ru.donders/dccn/DAC_3055000.01",
 }
 DEFAULT_STREAMER_TIMEOUTS = {"MRI": [10800, 600], "MEG": [3600, 1800], "OPM": [1800, 600]}
+DEFAULT_STREAMER_SOURCE = "/project/{projectId}/raw"
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,12 @@ class StagerSettings:
     from_email: str = "data-stager@localhost"
     dac_collections: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DAC))
     streamer_timeouts: dict[str, list[int]] = field(default_factory=lambda: dict(DEFAULT_STREAMER_TIMEOUTS))
+    streamer_source: str = DEFAULT_STREAMER_SOURCE
+    min_uid: int = 1000
+    max_uid: int = 60000
+    allowed_users: tuple[str, ...] = ()
+    allowed_groups: tuple[str, ...] = ()
+    identities: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def _coerce(name: str, value):
@@ -45,15 +62,17 @@ def _coerce(name: str, value):
         return max(1, int(value))
     if name == "parallel_threshold":
         return max(0, int(value))
-    if name == "runner_python":
+    if name in ("runner_python", "streamer_source"):
         return str(value or "")
     if name == "report_interval":
         return float(value)
-    if name == "admins":
+    if name in ("min_uid", "max_uid"):
+        return int(value)
+    if name in ("admins", "allowed_users", "allowed_groups"):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return tuple(value)
-    if name in ("dac_collections", "streamer_timeouts") and isinstance(value, str):
+    if name in ("dac_collections", "streamer_timeouts", "identities") and isinstance(value, str):
         return json.loads(value)
     return value
 

@@ -9,7 +9,10 @@
 - ``threads`` files in parallel, each thread with its own iRODS session; a file larger than
   ``parallel_threshold`` bytes moves in ``num_threads`` parallel streams (python-irodsclient parallel
   put/get: one connection per stream on the replica's token);
-- progress ``{total, processed, failed}`` is reported every ``report_interval`` seconds;
+- progress is counted by the shared ``include.common.progress.ProgressReporter`` (files, bytes,
+  rate, ETA, the ``failed`` and ``skipped`` counters) and reported every ``report_interval``
+  seconds as the job status :class:`Progress` ``{total, processed, failed, ...}`` (the stager API's
+  progress; the operator puts it in the task log and XCom);
 - the overall ``timeout`` and the ``timeout_noprogress`` (no byte moved, no file finished) stop
   the transfer with :class:`TransferTimeout`; ``cancel`` stops it with :class:`Cancelled`.
 """
@@ -27,6 +30,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
+from include.common.paths import safe_relpath
+from include.common.progress import ProgressReporter, Snapshot
 from include.stager.errors import Cancelled, StagerError, TransferTimeout, TransientError, UserError
 from include.stager.irods import IrodsAccount, IrodsClient, RemoteFile, sha2_of
 from include.stager.paths import Endpoint
@@ -40,6 +45,13 @@ TMP_SUFFIX = ".stager-part"
 
 @dataclass
 class Progress:
+    """The job status of a transfer: what the stager API shows as ``progress``.
+
+    ``total``/``processed`` are files (``processed`` includes ``skipped``, not ``failed``);
+    ``rate`` bytes per second, ``eta`` seconds left (``None`` while unknown); ``errors`` the first
+    failures, ``file: message``.
+    """
+
     total: int = 0
     processed: int = 0
     failed: int = 0
@@ -47,6 +59,16 @@ class Progress:
     bytes_total: int = 0
     bytes_done: int = 0
     errors: list[str] = field(default_factory=list)
+    rate: float = 0.0
+    eta: float | None = None
+
+    @classmethod
+    def of(cls, snap: Snapshot, errors: list[str] | None = None) -> Progress:
+        """The job status of a :class:`~include.common.progress.Snapshot` of the transfer's reporter."""
+        return cls(total=snap.files_total or 0, processed=snap.files_done, failed=snap.counts.get("failed", 0),
+                   skipped=snap.counts.get("skipped", 0), bytes_total=snap.bytes_total or 0,
+                   bytes_done=snap.bytes_done, errors=list(errors or []), rate=round(snap.rate, 1),
+                   eta=None if snap.eta is None else round(snap.eta, 1))
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -129,7 +151,9 @@ class Sync:
         self.report_interval = report_interval
         self.cancel = cancel or threading.Event()
         self.client_factory = client_factory
-        self.progress = Progress()
+        self.errors: list[str] = []
+        self.reporter = ProgressReporter(f"transfer {src.url()} -> {dst.url()}", files_total=0, bytes_total=0,
+                                         interval=report_interval, on_report=self._status)
         self.lock = threading.Lock()
         self.abort = threading.Event()
         self.started = time.monotonic()
@@ -139,13 +163,25 @@ class Sync:
         self._clients: list[IrodsClient] = []
 
     # ---- bookkeeping ---------------------------------------------------------------------------------
+    @property
+    def progress(self) -> Progress:
+        """The job status now."""
+        with self.lock:
+            errors = list(self.errors)
+        return Progress.of(self.reporter.snapshot(), errors)
+
+    def _status(self, snap: Snapshot) -> None:
+        """The reporter's status channel: the job status to ``report``."""
+        with self.lock:
+            errors = list(self.errors)
+        self.report(Progress.of(snap, errors))
+
     def _activity(self, nbytes: int = 0) -> None:
         if self.abort.is_set():
             raise _Abort()
         self.last_activity = time.monotonic()
         if nbytes:
-            with self.lock:
-                self.progress.bytes_done += nbytes
+            self.reporter.add(nbytes=nbytes)
 
     def _client(self) -> IrodsClient:
         client = getattr(self._local, "client", None)
@@ -158,15 +194,16 @@ class Sync:
 
     def _check_limits(self) -> None:
         now = time.monotonic()
+        done, total = self.reporter.files_done, self.reporter.files_total
         if self.cancel.is_set():
             raise Cancelled("the job was cancelled")
         if self.timeout and now - self.started > self.timeout:
             raise TransferTimeout(f"the transfer did not finish within timeout={self.timeout:g}s "
-                                  f"({self.progress.processed} of {self.progress.total} files done); "
+                                  f"({done} of {total} files done); "
                                   "a re-run resumes where it stopped")
         if self.timeout_noprogress and now - self.last_activity > self.timeout_noprogress:
             raise TransferTimeout(f"no progress for timeout_noprogress={self.timeout_noprogress:g}s "
-                                  f"({self.progress.processed} of {self.progress.total} files done); "
+                                  f"({done} of {total} files done); "
                                   "the source or the repository stalled")
 
     # ---- planning --------------------------------------------------------------------------------------
@@ -214,6 +251,8 @@ class Sync:
         if os.path.exists(root) and not os.path.isdir(root):
             raise UserError(f"the destination {root} is a file, the source a collection")
         colls, files = client.walk(self.src.path)
+        for rel in [*colls, *files]:  # names from the repository never lead out of the destination
+            safe_relpath(rel, what="repository path", error=UserError)
         mk = [root] + [os.path.join(root, c) for c in colls]
         items = [Item(rel, posixpath.join(self.src.path, rel), os.path.join(root, rel), rf.size, rf)
                  for rel, rf in sorted(files.items())]
@@ -273,16 +312,14 @@ class Sync:
                 exc = TransientError(f"{type(exc).__name__} on {item.rel}: {exc.strerror or exc}")
             log.warning("failed %s: %s", item.rel, exc)
             with self.lock:
-                self.progress.failed += 1
-                self.progress.errors.append(f"{item.rel}: {exc}")
+                self.errors.append(f"{item.rel}: {exc}")
                 self.error_kinds.append(isinstance(exc, UserError))
+            self.reporter.count("failed")
             self.last_activity = time.monotonic()
             return
-        with self.lock:
-            self.progress.processed += 1
-            if not sent:
-                self.progress.skipped += 1
-                self.progress.bytes_done += item.size
+        self.reporter.add(nbytes=0 if sent else item.size, files=1)
+        if not sent:
+            self.reporter.count("skipped")
         self.last_activity = time.monotonic()
 
     # ---- the job ------------------------------------------------------------------------------------
@@ -315,14 +352,13 @@ class Sync:
         planner = self._client()
         planner.login()
         dirs, items = self._plan_download(planner) if self.src.is_irods else self._plan_upload(planner)
-        self.progress.total = len(items)
-        self.progress.bytes_total = sum(i.size for i in items)
+        bytes_total = sum(i.size for i in items)
+        self.reporter.update(files_total=len(items), bytes_total=bytes_total)
         log.info("transfer %s -> %s: %d files, %d bytes, %d directories to create, %d threads, "
                  "%d streams per file above %d bytes", self.src.url(), self.dst.url(), len(items),
-                 self.progress.bytes_total, len(dirs), self.threads, self.num_threads, self.parallel_threshold)
+                 bytes_total, len(dirs), self.threads, self.num_threads, self.parallel_threshold)
         self._make_dirs(planner, dirs)
-        self.report(self.progress)
-        next_report = time.monotonic() + self.report_interval
+        self.reporter.report()
         pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stager")
         try:
             pending = {pool.submit(self._one, item) for item in items}
@@ -332,17 +368,16 @@ class Sync:
                 for fut in done:
                     fut.result()  # a bug in _one surfaces here
                 self._check_limits()
-                if time.monotonic() >= next_report:
-                    self.report(self.progress)
-                    next_report = time.monotonic() + self.report_interval
+                self.reporter.tick()  # a report when one is due, also when nothing moved
         except BaseException:
             self.abort.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            self.report(self.progress)
+            self.reporter.report()
             raise
         pool.shutdown(wait=True)
-        self.report(self.progress)
-        p = self.progress
+        final = self.reporter.finish()  # reports (self._status takes the lock): outside it
+        with self.lock:
+            p = Progress.of(final, self.errors)  # the status of the last report
         if p.failed:
             first = p.errors[0]
             msg = f"{p.failed} of {p.total} files failed; first error: {first}"

@@ -18,12 +18,24 @@ from devstack.airflow_stack import AirflowStack
 from devstack.checks import require_services
 
 _STACKS: dict[str, AirflowStack] = {}
-# Non-admin users besides `admin`: the POSIX user the tests run as (so that its jobs can run on
-# this machine) and another researcher, for "a user sees only their own work".
-USERS = {pwd.getpwuid(os.geteuid()).pw_name: "user", "bob": "user"}
+ME = pwd.getpwuid(os.geteuid()).pw_name
+# Accounts besides `admin` (FAB auth manager, roles of sensitive_data.auth.roles, docs/security.md):
+# two researchers - the POSIX user the tests run as (so that its stager jobs run on this machine)
+# and bob, for "a researcher sees only their own work" - and one account of each staff role and
+# of the other custom roles, which tests/security attacks with.
+USERS = {
+    ME: "Researcher",
+    "bob": "Researcher",
+    "vera": "Viewer",
+    "ulla": "User",
+    "otto": "Op",
+    "carla": "CleanRoomAnalyst",
+    "lab-streamer": "StagerService",
+}
 
 
-def _stack(kind: str, tmp_path_factory) -> AirflowStack:
+def stack_for(kind: str, tmp_path_factory) -> AirflowStack:
+    """The session's deployment of ``kind`` (``local`` or ``celery``), started on first use."""
     if kind not in _STACKS:
         if kind == "celery":
             require_services("postgres", "redis")
@@ -37,27 +49,31 @@ def _stack(kind: str, tmp_path_factory) -> AirflowStack:
     return _STACKS[kind]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _stop_stacks():
-    yield
+def stop_stacks() -> None:
     for stack in _STACKS.values():
         stack.stop()
     _STACKS.clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_stacks():
+    yield
+    stop_stacks()
+
+
 @pytest.fixture(scope="session")
 def airflow_local(tmp_path_factory) -> AirflowStack:
-    return _stack("local", tmp_path_factory)
+    return stack_for("local", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def airflow_celery(tmp_path_factory) -> AirflowStack:
-    return _stack("celery", tmp_path_factory)
+    return stack_for("celery", tmp_path_factory)
 
 
 @pytest.fixture(scope="session", params=["local", pytest.param("celery", marks=pytest.mark.celery)])
 def airflow(request, tmp_path_factory) -> AirflowStack:
-    return _stack(request.param, tmp_path_factory)
+    return stack_for(request.param, tmp_path_factory)
 
 
 def pytest_collection_modifyitems(items):

@@ -126,7 +126,7 @@ def test_scheduled_dag_drains_triggers_in_mapped_batches(airflow, lega):
     for _ in range(4):  # another run (scheduled, event-driven) may take some of the messages first
         result = airflow.run("ega_ingest", conf={"max_messages": 100, "batch_size": 2}, timeout=300)
         states.append(result.state)
-        mapped = [t for t in result.tasks if t.startswith("ingest_verify[")]
+        mapped = [t for t in result.tasks if t.startswith("drain_and_ingest.ingest_verify[")]
         if len(mapped) >= 3:
             assert result.state == "success"
             assert all(result.tasks[t] == "success" for t in mapped)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import psycopg2
 from airflow.sdk import BaseHook
 
-from include.ega.db import Database, create_database
+from include.ega.db import Database, open_database
 
 
 class EgaDbHook(BaseHook):
@@ -51,15 +51,8 @@ class EgaDbHook(BaseHook):
     @classmethod
     def database_from_kwargs(cls, kw: dict[str, Any], migrate: bool = True) -> Database:
         key = (kw["host"], kw["port"], kw["dbname"])
-        if migrate and key not in cls._migrated:
-            admin = psycopg2.connect(**{**kw, "dbname": "postgres"})
-            try:
-                create_database(admin, kw["dbname"])
-            finally:
-                admin.close()
-        db = Database(lambda: psycopg2.connect(**kw))
-        if migrate and key not in cls._migrated:
-            db.migrate()
+        db = open_database(kw, migrate=migrate and key not in cls._migrated)
+        if migrate:
             cls._migrated.add(key)
         return db
 

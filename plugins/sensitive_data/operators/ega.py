@@ -5,15 +5,16 @@
 - ``EgaProcessOperator``: ingest and verify a batch of files (one task shares Airflow's per-task
   cost among many small files).
 - ``EgaAccessionOperator``: apply CEGA's accession ids; waits deferred (no worker slot held).
+- ``drain_and_ingest()``: the drain -> ingest_verify -> accession subgraph, as a TaskGroup.
 
-User errors are reported to CEGA by the pipeline; the task then fails without retry
-(``AirflowFailException``) after the other files of its batch are done. Transient errors fail the
-task with a retryable error; every step is idempotent, so a retry redoes only what is missing.
+Errors go through the shared translation (``sensitive_data.common.errors``): user errors are
+reported to CEGA by the pipeline and fail the task without retry (after the other files of its
+batch are done); a refused connection fails without retry; transient errors are retried with the
+backoff of ``RETRIES_IO``. Every step is idempotent, so a retry redoes only what is missing.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,20 +22,20 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from include.ega.errors import InvalidMessage, TransientError
+from include.ega.errors import InvalidMessage
 from include.ega.messages import validate
 from include.ega.pipeline import BatchResult, Pipeline, batches, drain
-
-# The first retry of a transient error waits this long (then twice as long each time, up to
-# 10 minutes). The e2e harness makes it short (devstack/airflow_stack.py).
-RETRY_DELAY = timedelta(seconds=int(os.environ.get("SDP_EGA_RETRY_DELAY_SECONDS", "30")))
-# Airflow 3 takes a multiplier here: True would be 1.0, i.e. no backoff at all.
-RETRY_BACKOFF = 2.0
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, TransientFailure, translate_errors
+from sensitive_data.common.retries import RETRIES_IO
+from sensitive_data.common.settings import variable_bool
 
 
-class _EgaOperator(BaseOperator):
+class _EgaOperator(SensitiveDataOperatorMixin, BaseOperator):
+    """Shared by the EGA operators: the connections, the retry settings (``RETRIES_IO`` unless the
+    DAG's ``default_args`` say otherwise) and ``_run``."""
+
     def __init__(
         self,
         *,
@@ -45,9 +46,8 @@ class _EgaOperator(BaseOperator):
         lega_keys_conn_id: str = "lega_keys",
         **kwargs: Any,
     ):
-        kwargs.setdefault("retries", 3)
-        kwargs.setdefault("retry_delay", RETRY_DELAY)
-        kwargs.setdefault("retry_exponential_backoff", RETRY_BACKOFF)
+        for name, value in RETRIES_IO.task_args().items():
+            kwargs.setdefault(name, value)
         super().__init__(**kwargs)
         self.lega_db_conn_id = lega_db_conn_id
         self.lega_broker_conn_id = lega_broker_conn_id
@@ -56,7 +56,8 @@ class _EgaOperator(BaseOperator):
         self.lega_keys_conn_id = lega_keys_conn_id
 
     def _run(self, fn, *, storage: bool = True, keys: bool = False):
-        """Build the hooks (lazily, here, never in ``__init__``) and call ``fn(pipeline, broker)``."""
+        """Build the hooks (lazily, here, never in ``__init__``) and call ``fn(pipeline, broker)``;
+        errors are translated by ``translate_errors``."""
         from sensitive_data.hooks.ega_broker import EgaBrokerHook
         from sensitive_data.hooks.ega_db import EgaDbHook
         from sensitive_data.hooks.ega_keys import EgaKeysHook
@@ -64,29 +65,28 @@ class _EgaOperator(BaseOperator):
 
         inbox_hook = EgaInboxHook(self.lega_inbox_conn_id) if storage else None
         db = broker = None
-        try:
-            db = EgaDbHook(self.lega_db_conn_id).get_database()
-            broker = EgaBrokerHook(self.lega_broker_conn_id).get_conn()
-            inbox = inbox_hook.get_conn() if inbox_hook else None
-            archive = EgaArchiveHook(self.lega_archive_conn_id).get_conn() if storage else None
-            private_keys = EgaKeysHook(self.lega_keys_conn_id).get_private_keys if keys else None
-            return fn(Pipeline(db, inbox, archive, private_keys, broker.publish), broker)
-        except TransientError as exc:
-            raise AirflowException(f"transient error, will retry: {exc}") from exc
-        finally:
-            if broker is not None:
-                broker.close()
-            if db is not None:
-                db.close()
-            if inbox_hook is not None:
-                inbox_hook.close()
+        with translate_errors():
+            try:
+                db = EgaDbHook(self.lega_db_conn_id).get_database()
+                broker = EgaBrokerHook(self.lega_broker_conn_id).get_conn()
+                inbox = inbox_hook.get_conn() if inbox_hook else None
+                archive = EgaArchiveHook(self.lega_archive_conn_id).get_conn() if storage else None
+                private_keys = EgaKeysHook(self.lega_keys_conn_id).get_private_keys if keys else None
+                return fn(Pipeline(db, inbox, archive, private_keys, broker.publish), broker)
+            finally:
+                if broker is not None:
+                    broker.close()
+                if db is not None:
+                    db.close()
+                if inbox_hook is not None:
+                    inbox_hook.close()
 
     def _finish(self, result: BatchResult) -> dict:
         summary = {"done": result.done, "user_errors": result.user_errors, "transient": result.transient}
         for fid, status in result.done.items():
             self.log.info("file %s: %s", fid, status)
         if result.transient:
-            raise AirflowException(
+            raise TransientFailure(
                 f"{len(result.transient)} file(s) hit a transient error and will be retried: {sorted(result.transient)}"
             )
         if result.user_errors:
@@ -105,6 +105,9 @@ class EgaDrainOperator(_EgaOperator):
     :param max_messages: messages taken from each queue per run
     :param batch_size: files per mapped task downstream
     :param stale_after: seconds after which a file left half-way is taken up again
+    :param scheduled_switch: an Airflow Variable (JSON ``true``/``false``, default true) read when a
+        *scheduled* run starts: ``false`` skips the run (manual and event-driven runs go on), so
+        that a deployment stops the timer without pausing the DAG. Unparsable: the task fails.
     """
 
     template_fields: Sequence[str] = ("max_messages", "batch_size")
@@ -115,14 +118,23 @@ class EgaDrainOperator(_EgaOperator):
         max_messages: int | str = 100,
         batch_size: int | str = 10,
         stale_after: int = 600,
+        scheduled_switch: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.max_messages = max_messages
         self.batch_size = batch_size
         self.stale_after = stale_after
+        self.scheduled_switch = scheduled_switch
 
     def execute(self, context: Any) -> list[list[str]]:
+        run = context.get("dag_run")
+        run_type = getattr(run, "run_type", None)
+        if self.scheduled_switch and getattr(run_type, "value", run_type) == "scheduled":
+            with translate_errors():
+                enabled = variable_bool(self.scheduled_switch, True)
+            if not enabled:
+                raise AirflowSkipException(f"scheduled draining is off (Variable {self.scheduled_switch!r} is false)")
         file_ids = self._run(lambda p, b: drain(p, b, int(self.max_messages), self.stale_after), storage=True)
         self.log.info("%d file(s) to work on", len(file_ids))
         return batches(file_ids, int(self.batch_size))
@@ -214,6 +226,10 @@ class EgaAccessionOperator(_EgaOperator):
 
         return self._run(work, storage=True)
 
+    def deadline_message(self) -> str:
+        return (f"no accession from Central EGA within {self.accession_timeout} for the file(s) still "
+                f"verified of this batch ({len(self.file_ids or [])} file(s): {list(self.file_ids or [])})")
+
     def _wait_or_finish(
         self, result: BatchResult, waiting: list[str], deadline: float, user_errors: dict[str, str]
     ) -> dict:
@@ -224,10 +240,12 @@ class EgaAccessionOperator(_EgaOperator):
             self.log.info("waiting (deferred) for the accession of %d file(s)", len(waiting))
             self.defer(
                 trigger=EgaAccessionTrigger(
-                    waiting, self.lega_db_conn_id, self.lega_broker_conn_id, self.poll_interval, deadline
+                    waiting, self.lega_db_conn_id, self.lega_broker_conn_id, self.poll_interval
                 ),
                 method_name="execute_complete",
                 kwargs={"deadline": deadline, "user_errors": result.user_errors},
+                # the deadline of the whole wait, across the defers of a partly answered batch
+                timeout=timedelta(seconds=max(deadline - time.time(), 1.0)),
             )
         return self._finish(result)
 
@@ -239,23 +257,13 @@ class EgaAccessionOperator(_EgaOperator):
     def execute_complete(
         self, context: Any, event: dict, deadline: float, user_errors: dict[str, str] | None = None
     ) -> dict:
-        if event.get("status") == "timeout":
-            raise AirflowFailException(
-                f"no accession from Central EGA before the deadline for "
-                f"{len(event['file_ids'])} file(s): {event['file_ids']}"
-            )
+        self.raise_for_event(event)
         result, waiting = self._step(list(self.file_ids or []))
         return self._wait_or_finish(result, waiting, deadline, user_errors or {})
 
 
 # -- shared by the EGA DAG files (composition helpers, no I/O) -----------------------------------
-EGA_DEFAULT_ARGS: dict[str, Any] = {
-    "owner": "ega",
-    "retries": 3,
-    "retry_delay": RETRY_DELAY,
-    "retry_exponential_backoff": RETRY_BACKOFF,
-    "max_retry_delay": timedelta(minutes=10),
-}
+SCHEDULED_SWITCH = "ega_ingest_scheduled"
 
 
 def drain_params() -> dict[str, Any]:
@@ -282,19 +290,30 @@ def drain_params() -> dict[str, Any]:
     }
 
 
-def drain_and_ingest() -> tuple[BaseOperator, Any, Any, BaseOperator]:
-    """In the current DAG: ``drain`` -> ``ingest_verify`` (mapped) -> ``accession`` (mapped, all_done)
-    -> ``done`` (fails the run when a batch had a user error; the other batches went on meanwhile)."""
-    from airflow.providers.standard.operators.empty import EmptyOperator
+def drain_and_ingest(group_id: str = "drain_and_ingest", scheduled_switch: str | None = None) -> Any:
+    """A TaskGroup in the current DAG: ``drain`` -> ``ingest_verify`` (mapped over the drain's
+    batches) -> ``accession`` (mapped, all_done) -> ``done`` (fails the run when a batch had a user
+    error; the other batches went on meanwhile). Data flows through ``drain.output``.
 
-    drain_task = EgaDrainOperator(
-        task_id="drain", max_messages="{{ params.max_messages }}", batch_size="{{ params.batch_size }}"
-    )
-    process = EgaProcessOperator.partial(task_id="ingest_verify", pool="ega_verify").expand(file_ids=drain_task.output)
-    accession = EgaAccessionOperator.partial(task_id="accession", trigger_rule="all_done").expand(
-        file_ids=drain_task.output
-    )
-    done = EmptyOperator(task_id="done", retries=0)
-    process >> accession >> done
-    process >> done
-    return drain_task, process, accession, done
+    :param scheduled_switch: see ``EgaDrainOperator``
+    """
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import TaskGroup
+
+    with TaskGroup(group_id, tooltip="drain CEGA's messages, then ingest, verify and accession in batches") as group:
+        drain_task = EgaDrainOperator(
+            task_id="drain",
+            max_messages="{{ params.max_messages }}",
+            batch_size="{{ params.batch_size }}",
+            scheduled_switch=scheduled_switch,
+        )
+        process = EgaProcessOperator.partial(task_id="ingest_verify", pool="ega_verify").expand(
+            file_ids=drain_task.output
+        )
+        accession = EgaAccessionOperator.partial(task_id="accession", trigger_rule="all_done").expand(
+            file_ids=drain_task.output
+        )
+        done = EmptyOperator(task_id="done", retries=0)
+        process >> accession >> done
+        process >> done
+    return group

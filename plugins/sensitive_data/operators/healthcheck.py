@@ -5,17 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk.module_loading import import_string
 
+from include.common.errors import ConfigError
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
+from sensitive_data.common.retries import RETRIES_NONE
 from sensitive_data.hooks import health
 
 
-class SystemUnhealthy(AirflowException):
-    """An outside system is unreachable or refuses our credentials."""
+class SystemUnhealthy(ConfigError):
+    """An outside system is unreachable or refuses our credentials: the check fails, not retried
+    (its answer is the point; run it again once the system is fixed)."""
+
+    default_hint = ""
 
 
-class HealthCheckOperator(BaseOperator):
+class HealthCheckOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Check one outside system through its Airflow connection and say plainly what is wrong.
 
     :param conn_id: the connection to check.
@@ -29,13 +35,15 @@ class HealthCheckOperator(BaseOperator):
     ui_color = "#e8f7e4"
 
     def __init__(self, *, conn_id: str, system: str, probe: str = "hook", hint: str = "", **kwargs):
-        kwargs.setdefault("retries", 0)
+        for name, value in RETRIES_NONE.task_args().items():
+            kwargs.setdefault(name, value)
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.system = system
         self.probe = probe
         self.hint = hint
 
+    @translate_errors()
     def execute(self, context) -> str:
         wanted = (context.get("params") or {}).get("systems")
         if wanted is not None and self.task_id not in wanted:

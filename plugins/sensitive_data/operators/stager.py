@@ -1,45 +1,36 @@
-"""Operators of the data stager: validate a job, run its transfer as the submitting user."""
+"""Operators of the data stager: validate a job, run its transfer as the submitting user.
+
+Both tasks of ``data_stager_transfer`` trust nothing of their run's conf on its own (any Airflow
+account may create a run through ``/api/v2``): :func:`verified_job` checks the job's seal against
+the conf, the run id and the run's triggering user, decrypts ``drPass`` only as a ciphertext bound
+to this job, and checks that ``stagerUser`` may run transfers at all, before any file is touched.
+
+Errors take the shared translation (``sensitive_data.common.errors.translate_errors``): a user or
+configuration error fails the task without retry, a transient one is retried with the DAG's
+``RETRIES_TRANSFER`` (30 s x attempt). Before that, :func:`job_status` puts the message into the
+job's status channel (XCom ``error``), which the stager API shows as the job's last error and the
+failure e-mail quotes.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
-from airflow.sdk.exceptions import AirflowFailException
 
-from include.stager.errors import ConfigurationError, StagerError, UserError
-from include.stager.job import FIELDS, parse_job
-from include.stager.runner import run_as, terminate
-from sensitive_data.hooks.stager import StagerIrodsHook, StagerKeysHook, stager_settings
+from include.common.errors import SensitiveDataError
+from include.stager.accounts import check_stager_user
+from include.stager.errors import UserError
+from include.stager.job import FIELDS, Job, new_job_id, parse_job
+from include.stager.pipeline import ERROR_KEY, PROGRESS_KEY, RUN_ID_KEY
+from include.stager.runner import RULES, run_as, terminate
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
+from sensitive_data.hooks.stager import StagerIrodsHook, StagerKeysHook, StagerSealHook, stager_settings
 
-BACKOFF = timedelta(seconds=30)
-
-
-class StagerRetryPolicy(RetryPolicy):
-    """User errors fail at once; anything else is retried after ``30 s x attempt``."""
-
-    def __init__(self, base_delay: timedelta = BACKOFF):
-        self.base_delay = base_delay
-
-    def evaluate(self, exception, try_number, max_tries, context=None) -> RetryDecision:
-        if isinstance(exception, UserError | AirflowFailException):
-            return RetryDecision.fail(reason=f"user error, not retried: {exception}")
-        if isinstance(exception, ConfigurationError):
-            return RetryDecision.fail(reason=f"deployment error, not retried: {exception}")
-        return RetryDecision.retry(delay=self.base_delay * max(1, try_number),
-                                   reason=f"attempt {try_number} failed; retrying")
-
-    def serialize(self) -> dict[str, Any]:
-        return {"base_delay": self.base_delay.total_seconds()}
-
-    @classmethod
-    def deserialize(cls, data: dict[str, Any]) -> StagerRetryPolicy:
-        return cls(timedelta(seconds=data.get("base_delay", 30)))
+STATUS_KEYS = ("total", "processed", "failed", "skipped", "bytes_total", "bytes_done")
 
 
 def _job_doc(context) -> dict:
@@ -47,42 +38,111 @@ def _job_doc(context) -> dict:
     return {k: params.get(k) for k in FIELDS if k in params}
 
 
-def _fail(context, message: str) -> None:
-    context["ti"].xcom_push(key="error", value=message)
-    raise AirflowFailException(message)
+@contextmanager
+def job_status(context, what: str = "") -> Iterator[None]:
+    """The stager's error channel around the work: an error of ours goes to the job status (XCom
+    ``error``, read by the stager API and the failure mail) and is then translated into Airflow
+    behaviour (``translate_errors``: user and configuration errors fail without retry, transient
+    ones are retried, a bug fails loudly and is not reported as the job's error).
+
+    :param what: said before the message (``"job refused"``)
+    """
+    with translate_errors(what):
+        try:
+            yield
+        except SensitiveDataError as exc:
+            context["ti"].xcom_push(key=ERROR_KEY, value=f"{what}: {exc}" if what else str(exc))
+            raise
 
 
-class StagerValidateJobOperator(BaseOperator):
-    """Check a job document (the run's params) before any transfer: fields, paths, and that ``drPass``
-    is a ciphertext of the stager's key. A bad job fails without retry.
+def progress_to_status(ti, log, started: float | None = None) -> Callable[[dict], None]:
+    """The transfer's progress reports (``include.stager.transfer.Progress.as_dict()``, as the runner
+    passes them on) to the task log and the job status (XCom ``progress``), with the time elapsed."""
+    started = time.monotonic() if started is None else started
+
+    def on_progress(progress: dict) -> None:
+        log.info("progress: total=%s processed=%s failed=%s bytes=%s/%s", progress.get("total"),
+                 progress.get("processed"), progress.get("failed"), progress.get("bytes_done"),
+                 progress.get("bytes_total"))
+        ti.xcom_push(key=PROGRESS_KEY, value={**progress, "elapsed": round(time.monotonic() - started, 1)})
+
+    return on_progress
+
+
+def _run_id(context) -> str:
+    run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
+    if not run_id:
+        raise UserError("the task has no run id to check the job's seal against")
+    return str(run_id)
+
+
+def account_rules(settings) -> dict:
+    """Who may run transfers, from the stager settings (see include/stager/accounts.py)."""
+    return {name: getattr(settings, name) for name in RULES}
+
+
+def verified_job(context, *, stager_keys_conn_id: str, stager_seal_conn_id: str) -> tuple[Job, str]:
+    """The run's job and its decrypted repository password, or :class:`UserError`.
+
+    Checks, in this order: the job document; its seal (made by the stager API or the streamer for
+    exactly these fields, this run id and this submitter, who must be the run's triggering user
+    where Airflow recorded one); ``stagerUser`` against the account rules; ``drPass`` as a
+    ciphertext bound to drUser, stagerUser and this run id. The password is masked in logs.
+    """
+    doc = _job_doc(context)
+    job = parse_job(doc)
+    run_id = _run_id(context)
+    dag_run = context.get("dag_run")
+    triggering_user = getattr(dag_run, "triggering_user_name", None) if dag_run is not None else None
+    StagerSealHook(stager_seal_conn_id).verify(
+        {**job.public(), "drPass": job.drPass}, run_id, doc.get("seal"), doc.get("submittedBy"), triggering_user)
+    check_stager_user(job.stagerUser, **account_rules(stager_settings()))
+    password = StagerKeysHook(stager_keys_conn_id).decrypt_bound(
+        job.drPass, dr_user=job.drUser, stager_user=job.stagerUser, job_id=run_id)
+    return job, password
+
+
+class StagerValidateJobOperator(SensitiveDataOperatorMixin, BaseOperator):
+    """Check a job (the run's params) before any transfer: fields, paths, its seal, that
+    ``stagerUser`` may run transfers and that ``drPass`` is encrypted for this job
+    (:func:`verified_job`). A bad job fails without retry.
 
     :param stager_keys_conn_id: connection with the stager's private key.
+    :param stager_seal_conn_id: connection with the job seal key.
     """
 
     template_fields: Sequence[str] = ()
 
-    def __init__(self, *, stager_keys_conn_id: str = "stager_keys", **kwargs):
+    def __init__(self, *, stager_keys_conn_id: str = "stager_keys", stager_seal_conn_id: str = "stager_seal",
+                 **kwargs):
         super().__init__(**kwargs)
         self.stager_keys_conn_id = stager_keys_conn_id
+        self.stager_seal_conn_id = stager_seal_conn_id
 
     def execute(self, context) -> dict:
-        try:
-            job = parse_job(_job_doc(context))
-            StagerKeysHook(self.stager_keys_conn_id).decrypt(job.drPass)
-        except UserError as exc:
-            _fail(context, f"job refused: {exc}")
+        with job_status(context, "job refused"):
+            job, _password = verified_job(context, stager_keys_conn_id=self.stager_keys_conn_id,
+                                          stager_seal_conn_id=self.stager_seal_conn_id)
+            del _password
         self.log.info("job accepted: %s", job.public())
         return job.public()
 
 
-class StagerTransferOperator(BaseOperator):
+class StagerTransferOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Run the job's sync between POSIX storage and iRODS as ``stagerUser``.
 
-    Progress ``{total, processed, failed}`` goes to the log and to the XCom ``progress`` (the job
-    status of the stager API) every ``report_interval`` seconds; the last error to XCom ``error``.
+    Progress ``{total, processed, failed, ...}`` (the engine's ``ProgressReporter``, see
+    ``include/stager/transfer.py``) goes to the log and to the XCom ``progress`` (the job status of
+    the stager API) every ``report_interval`` seconds; the last error to XCom ``error``. Retries
+    come from the DAG (``RETRIES_TRANSFER``).
+
+    The job is verified again here (:func:`verified_job`), whatever ``validate`` said: the seal,
+    the account rules and the bound ``drPass``; the runner checks the account rules once more
+    right before it switches to ``stagerUser``.
 
     :param irods_conn_id: the repository's iRODS connection.
     :param stager_keys_conn_id: connection with the stager's private key.
+    :param stager_seal_conn_id: connection with the job seal key.
     :param threads: files in parallel (default: the ``threads`` stager setting).
     :param report_interval: seconds between progress reports (default: the setting).
     """
@@ -90,13 +150,12 @@ class StagerTransferOperator(BaseOperator):
     template_fields: Sequence[str] = ("threads", "report_interval")
 
     def __init__(self, *, irods_conn_id: str = "irods", stager_keys_conn_id: str = "stager_keys",
-                 threads: int | None = None, report_interval: float | None = None, **kwargs):
-        kwargs.setdefault("retries", 4)
-        kwargs.setdefault("retry_delay", BACKOFF)
-        kwargs.setdefault("retry_policy", StagerRetryPolicy())
+                 stager_seal_conn_id: str = "stager_seal", threads: int | None = None,
+                 report_interval: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.irods_conn_id = irods_conn_id
         self.stager_keys_conn_id = stager_keys_conn_id
+        self.stager_seal_conn_id = stager_seal_conn_id
         self.threads = threads
         self.report_interval = report_interval
         self._cancel = threading.Event()
@@ -104,12 +163,11 @@ class StagerTransferOperator(BaseOperator):
 
     def execute(self, context) -> dict:
         ti = context["ti"]
-        try:
-            job = parse_job(_job_doc(context))
-            password = StagerKeysHook(self.stager_keys_conn_id).decrypt(job.drPass)
-        except UserError as exc:
-            _fail(context, f"job refused: {exc}")
-        settings = stager_settings()
+        with job_status(context, "job refused"):
+            job, password = verified_job(context, stager_keys_conn_id=self.stager_keys_conn_id,
+                                         stager_seal_conn_id=self.stager_seal_conn_id)
+        with job_status(context):
+            settings = stager_settings()
         account = StagerIrodsHook(self.irods_conn_id).account(job.drUser, password)
         src, dst = job.srcURL, job.dstURL
         spec = {
@@ -123,31 +181,21 @@ class StagerTransferOperator(BaseOperator):
         }
         self.log.info("transfer %s -> %s as %s (repository user %s), attempt %s", src, dst, job.stagerUser,
                       job.drUser, ti.try_number)
-        started = time.monotonic()
-
-        def on_progress(progress: dict) -> None:
-            self.log.info("progress: total=%s processed=%s failed=%s bytes=%s/%s", progress["total"],
-                          progress["processed"], progress["failed"], progress["bytes_done"],
-                          progress["bytes_total"])
-            ti.xcom_push(key="progress", value={**progress, "elapsed": round(time.monotonic() - started, 1)})
 
         def on_start(proc) -> None:
             self._proc = proc
 
         try:
-            result = run_as(spec, job.stagerUser, on_progress=on_progress, cancel=self._cancel,
-                            on_start=on_start, log=self.log, python=settings.runner_python or None)
-        except (UserError, ConfigurationError) as exc:
-            _fail(context, str(exc))
-        except StagerError as exc:
-            ti.xcom_push(key="error", value=str(exc))
-            raise
+            with job_status(context):
+                result = run_as(spec, job.stagerUser, on_progress=progress_to_status(ti, self.log),
+                                cancel=self._cancel, on_start=on_start, log=self.log,
+                                python=settings.runner_python or None, rules=account_rules(settings))
         finally:
             spec["irods"]["password"] = ""  # noqa: S105 - drop the secret
+            password = ""  # noqa: S105
         self.log.info("transfer finished: %s files, %s skipped, %s bytes", result["processed"],
                       result["skipped"], result["bytes_done"])
-        keys = ("total", "processed", "failed", "skipped", "bytes_total", "bytes_done")
-        return {k: result[k] for k in keys}
+        return {k: result[k] for k in STATUS_KEYS}
 
     def on_kill(self) -> None:
         self._cancel.set()
@@ -155,37 +203,61 @@ class StagerTransferOperator(BaseOperator):
             terminate(self._proc)
 
 
-class StagerStreamerJobOperator(BaseOperator):
-    """Build the streamer's transfer job from ``{projectId, srcPath, modality}`` (the run's params).
+class StagerStreamerJobOperator(SensitiveDataOperatorMixin, BaseOperator):
+    """Build and seal the streamer's transfer job from ``{projectId, srcPath, modality}`` (the run's params).
 
-    The repository password of the service account is encrypted with the stager's key before it
-    leaves this task, so only ciphertext reaches XCom and the transfer run's conf.
+    ``srcPath`` must lie inside the project's own raw storage (the ``streamer_source`` setting), with
+    symbolic links resolved (:func:`include.stager.streamer.confine_source`); the job runs as the
+    service account's POSIX user (connection ``stager_streamer``, ``extra.stager_user``), which must
+    pass the account rules. The repository password is encrypted bound to the job, the job id is
+    chosen here (XCom ``run_id``: the DAG hands ``output["run_id"]`` to the ``submit`` task as the
+    run id of the transfer) and the job is sealed for the
+    Airflow user who triggered the streamer, so only ciphertext and the seal reach XCom and the
+    transfer run's conf.
 
     :param stager_streamer_conn_id: the service account connection.
     :param stager_keys_conn_id: connection with the stager's private key.
+    :param stager_seal_conn_id: connection with the job seal key.
     """
 
     def __init__(self, *, stager_streamer_conn_id: str = "stager_streamer",
-                 stager_keys_conn_id: str = "stager_keys", **kwargs):
+                 stager_keys_conn_id: str = "stager_keys", stager_seal_conn_id: str = "stager_seal", **kwargs):
         super().__init__(**kwargs)
         self.stager_streamer_conn_id = stager_streamer_conn_id
         self.stager_keys_conn_id = stager_keys_conn_id
+        self.stager_seal_conn_id = stager_seal_conn_id
 
+    @translate_errors()
     def execute(self, context) -> dict:
         from include.stager.dac import streamer_job
+        from include.stager.settings import DEFAULT_STREAMER_SOURCE
+        from include.stager.streamer import confine_source
         from sensitive_data.hooks.stager import StagerServiceAccountHook
 
         params = context["params"]
         settings = stager_settings()
         user, password, posix_user = StagerServiceAccountHook(self.stager_streamer_conn_id).credential()
+        dag_run = context.get("dag_run")
+        submitted_by = getattr(dag_run, "triggering_user_name", None) or (dag_run.dag_id if dag_run else "")
+        submitted_by = submitted_by or "data_stager_streamer"
+        job_id = new_job_id("streamer")
         try:
-            job = streamer_job(params.get("projectId"), params.get("srcPath"), params.get("modality"),
+            check_stager_user(posix_user, **account_rules(settings))
+            src = confine_source(params.get("projectId"), params.get("srcPath"),
+                                 settings.streamer_source or DEFAULT_STREAMER_SOURCE)
+            keys = StagerKeysHook(self.stager_keys_conn_id)
+            job = streamer_job(params.get("projectId"), src, params.get("modality"),
                                mapping=settings.dac_collections, timeouts=settings.streamer_timeouts,
                                user=user,
-                               encrypted_password=StagerKeysHook(self.stager_keys_conn_id).encrypt(password),
+                               encrypted_password=keys.encrypt_bound(password, dr_user=user,
+                                                                     stager_user=posix_user, job_id=job_id),
                                stager_user=posix_user, email=settings.admins[0] if settings.admins else "")
-            parse_job(job)
-        except UserError as exc:
-            _fail(context, str(exc))
-        self.log.info("streamer job: %s -> %s", job["srcURL"], job["dstURL"])
+            parsed = parse_job(job)
+        finally:
+            password = ""  # noqa: S105 - drop the secret
+        job["seal"] = StagerSealHook(self.stager_seal_conn_id).seal(
+            {**parsed.public(), "drPass": parsed.drPass}, job_id, submitted_by)
+        job["submittedBy"] = submitted_by
+        context["ti"].xcom_push(key=RUN_ID_KEY, value=job_id)
+        self.log.info("streamer job %s: %s -> %s as %s", job_id, job["srcURL"], job["dstURL"], posix_user)
         return job

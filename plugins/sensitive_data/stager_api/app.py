@@ -3,7 +3,16 @@
 Mounted by the ``sensitive_data`` plugin at ``/stager`` on Airflow's API server. Every path but
 ``/v1/ping`` needs an Airflow JWT (``Authorization: Bearer`` or the UI's cookie), validated by
 Airflow's own ``get_user`` dependency. A user sees and acts on their own jobs only; stager admins
-(Airflow admins) see all and may submit for any ``stagerUser``.
+see all and may submit for any ``stagerUser``/``drUser``. The API works with any auth manager: it
+asks only for the user's name and the generic ``is_authorized_variable`` (a stager admin is whoever
+may edit the ``stager_settings`` variable: they could map themselves to any identity anyway).
+
+Accepting a job (:func:`create_app` ``submit``): the caller may act as its stagerUser and drUser
+(:func:`include.stager.accounts.may_act_as`: the ``identities`` setting, by default the same
+name); ``drPass`` (plaintext, PKCS#1 v1.5 or unlabelled OAEP from a client) is checked against the
+repository with a WebDAV PROPFIND, then re-encrypted with OAEP bound to drUser, stagerUser and the
+new job id; the job is sealed for that id and the caller, and the run is created with the caller
+as its triggering user. The transfer tasks verify all of it again.
 """
 
 from __future__ import annotations
@@ -16,11 +25,30 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
+from include.stager.accounts import may_act_as
 from include.stager.errors import StagerError, UserError
-from include.stager.job import parse_job
+from include.stager.job import SEAL_FIELDS, new_job_id, parse_job
 from sensitive_data.stager_api.runs import STATES, AirflowRunStore, JobRecord
 
 log = logging.getLogger(__name__)
+# Field names whose values Airflow's secrets masker must hide wherever it redacts by key name, the
+# event log of the REST API included (airflow/api_fastapi/logging/decorators.py, action_logging,
+# redacts the request body with secrets_masker.redact(value, key)). The masker compares lower-cased
+# key names, so "drpass" (not "drPass"). Deployments also set [core] sensitive_var_conn_names = drpass.
+SENSITIVE_FIELDS = ("drpass",)
+
+
+def hide_sensitive_fields() -> None:
+    """Make the API server's secrets masker treat ``drPass`` as sensitive, whatever the configuration."""
+    try:
+        from airflow._shared.secrets_masker import _secrets_masker
+    except ImportError:  # not inside Airflow (unit tests of the app alone)
+        return
+    masker = _secrets_masker()
+    known = list(getattr(masker, "sensitive_variables_fields", None) or [])
+    missing = [name for name in SENSITIVE_FIELDS if name not in known]
+    if missing:
+        masker.sensitive_variables_fields = [*known, *missing]
 
 
 @dataclass
@@ -34,24 +62,31 @@ class Services:
     """What the API needs from the outside, replaceable in tests."""
 
     store: Any  # AirflowRunStore-like
-    decrypt: Callable[[str], str]
-    encrypt: Callable[[str], str]
+    looks_encrypted: Callable[[str], bool]
+    decrypt_client: Callable[[str], str]  # a client's ciphertext -> password (v1.5: unproven)
+    encrypt_bound: Callable[..., str]  # (password, *, dr_user, stager_user, job_id) -> ciphertext
+    seal: Callable[[dict, str, str], str]  # (job, job_id, submitted_by) -> seal
     check_credential: Callable[[str, str], None]
     dac_collections: Callable[[], dict[str, str]]
+    identities: Callable[[], dict]
 
 
 def airflow_services() -> Services:
-    from sensitive_data.hooks.stager import StagerKeysHook, StagerWebdavHook, stager_settings
+    from sensitive_data.hooks.stager import StagerKeysHook, StagerSealHook, StagerWebdavHook, stager_settings
 
     keys = StagerKeysHook()
-    return Services(store=AirflowRunStore(), decrypt=keys.decrypt, encrypt=keys.encrypt,
+    return Services(store=AirflowRunStore(), looks_encrypted=keys.looks_encrypted,
+                    decrypt_client=keys.decrypt_client, encrypt_bound=keys.encrypt_bound,
+                    seal=StagerSealHook().seal,
                     check_credential=StagerWebdavHook().check_credential,
-                    dac_collections=lambda: stager_settings().dac_collections)
+                    dac_collections=lambda: stager_settings().dac_collections,
+                    identities=lambda: stager_settings().identities)
 
 
 async def airflow_caller(request: Request) -> Caller:
     """The Airflow user of the request, validated exactly as the API server does."""
     from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import VariableDetails
     from airflow.api_fastapi.core_api.security import get_user
     from fastapi.security import HTTPAuthorizationCredentials
 
@@ -60,16 +95,15 @@ async def airflow_caller(request: Request) -> Caller:
     if header.lower().startswith("bearer "):
         creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=header[7:].strip())
     user = await get_user(request, None, creds)
-    role = getattr(user, "role", None)
-    if role is not None:
-        admin = str(role).upper() == "ADMIN"
-    else:
-        admin = get_auth_manager().is_authorized_connection(method="PUT", user=user)
+    # auth-manager agnostic: whoever may edit the stager's settings (allow-list, identities) is a
+    # stager admin; no role attribute of one particular auth manager is read
+    admin = get_auth_manager().is_authorized_variable(
+        method="PUT", details=VariableDetails(key="stager_settings"), user=user)
     return Caller(name=user.get_name(), admin=bool(admin))
 
 
 def job_view(rec: JobRecord) -> dict:
-    data = {k: v for k, v in rec.conf.items() if k != "drPass"}
+    data = {k: v for k, v in rec.conf.items() if k not in ("drPass", "seal")}
     return {
         "id": rec.id, "state": rec.state, "attempts": rec.attempts, "progress": rec.progress,
         "error": rec.error, "owner": rec.owner, "data": data,
@@ -98,20 +132,31 @@ def create_app(services: Callable[[], Services] = airflow_services,
         return rec
 
     def submit(doc: Any, who: Caller) -> str:
-        """Validate, check the credential, encrypt drPass, create the run; UserError when refused."""
+        """Check who may act, check the credential, bind drPass to the job, seal it, create the run;
+        UserError when refused."""
         if not isinstance(doc, dict):
             raise UserError("a job is a JSON object")
+        given = sorted(set(doc) & set(SEAL_FIELDS))
+        if given:
+            raise UserError(f"{', '.join(given)} are set by the stager API, not by the submitter")
         job = parse_job(doc)
-        if not who.admin and job.stagerUser != who.name:
-            raise UserError(f"you ({who.name}) may only submit jobs as stagerUser {who.name!r}")
         s = svc()
-        try:
-            password = s.decrypt(job.drPass)
-        except UserError:
+        if not who.admin:
+            may_act_as(who.name, job.stagerUser, job.drUser, s.identities())
+        if s.looks_encrypted(job.drPass):
+            # a client's ciphertext; a PKCS#1 v1.5 result may be random bytes (implicit rejection):
+            # the credential check below is what proves it
+            password = s.decrypt_client(job.drPass)
+        else:
             password = job.drPass  # plaintext from the client: checked, then encrypted below
         s.check_credential(job.drUser, password)
-        conf = {**job.public(), "drPass": s.encrypt(password)}
-        return s.store.create(conf, who.name)
+        job_id = new_job_id()
+        conf = {**job.public(), "drPass": s.encrypt_bound(password, dr_user=job.drUser,
+                                                          stager_user=job.stagerUser, job_id=job_id)}
+        password = ""  # noqa: S105 - drop the secret
+        conf["submittedBy"] = who.name
+        conf["seal"] = s.seal(conf, job_id, who.name)
+        return s.store.create(conf, who.name, job_id)
 
     def refused(exc: StagerError) -> HTTPException:
         code = status.HTTP_400_BAD_REQUEST
@@ -193,4 +238,5 @@ def create_app(services: Callable[[], Services] = airflow_services,
     return app
 
 
+hide_sensitive_fields()
 app = create_app()

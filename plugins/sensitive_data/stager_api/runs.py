@@ -2,16 +2,21 @@
 
 Everything that touches Airflow internals (DAG bag, DAG runs, task instances, XCom) is here,
 behind the small :class:`RunStore` interface that the HTTP layer uses.
+
+The job status (progress, last error) is XCom of the transfer DAG's tasks, read here from the
+metadata database for any run, running or long finished. This code is not a task of that DAG, so
+no ``XComArg`` can bring it the value: it names the tasks and keys by the constants of
+``include.stager.pipeline``, the same ones the DAG file names its tasks with.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-DAG_ID = "data_stager_transfer"
+from include.stager.pipeline import ERROR_KEY, PROGRESS_KEY, TRANSFER_DAG_ID, TRANSFER_TASK, VALIDATE_TASK
+
 STATES = ("scheduled", "pending", "active", "retry", "completed", "archived")
 
 
@@ -38,7 +43,7 @@ def stager_state(run_state: str, tis: dict[str, str | None]) -> str:
         return "archived"
     if run_state == "queued":
         return "scheduled"
-    transfer, validate = tis.get("transfer"), tis.get("validate")
+    transfer, validate = tis.get(TRANSFER_TASK), tis.get(VALIDATE_TASK)
     if transfer == "up_for_retry":
         return "retry"
     if "running" in (transfer, validate):
@@ -61,18 +66,23 @@ class AirflowRunStore:
     def _dag(self, session):
         from airflow.models.dagbag import DBDagBag
 
-        dag = DBDagBag().get_latest_version_of_dag(DAG_ID, session=session)
+        dag = DBDagBag().get_latest_version_of_dag(TRANSFER_DAG_ID, session=session)
         if dag is None:
-            raise LookupError(f"the DAG {DAG_ID} is not loaded")
+            raise LookupError(f"the DAG {TRANSFER_DAG_ID} is not loaded")
         return dag
 
-    def create(self, conf: dict, owner: str) -> str:
+    def create(self, conf: dict, owner: str, run_id: str) -> str:
+        """Create the run ``run_id`` (the id its job was sealed for), triggered by ``owner``.
+
+        ``triggering_user_name`` is what Airflow's own REST API records for the caller
+        (``airflow/api_fastapi/core_api/routes/public/dag_run.py``: ``triggering_user_name=user.get_name()``);
+        the transfer tasks compare it with the seal's submitter.
+        """
         from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
         from airflow.utils.session import create_session
         from airflow.utils.state import DagRunState
         from airflow.utils.types import DagRunTriggeredByType, DagRunType
 
-        run_id = f"stager__{datetime.now(UTC):%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
         with create_session() as session:
             dag = self._dag(session)
             body = TriggerDAGRunPostBody(dag_run_id=run_id, conf=conf, logical_date=None)
@@ -90,15 +100,15 @@ class AirflowRunStore:
         from sqlalchemy import select
 
         tis = {ti.task_id: ti for ti in session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run.run_id))}
+            select(TaskInstance).where(TaskInstance.dag_id == TRANSFER_DAG_ID, TaskInstance.run_id == run.run_id))}
         xcoms = {(x.task_id, x.key): _xcom_value(x.value) for x in session.scalars(
-            select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == run.run_id,
-                                    XComModel.key.in_(("progress", "error", "return_value"))))}
-        transfer = tis.get("transfer")
-        progress = xcoms.get(("transfer", "progress")) or {}
-        if not progress and isinstance(xcoms.get(("transfer", "return_value")), dict):
-            progress = xcoms[("transfer", "return_value")]
-        error = xcoms.get(("transfer", "error")) or xcoms.get(("validate", "error"))
+            select(XComModel).where(XComModel.dag_id == TRANSFER_DAG_ID, XComModel.run_id == run.run_id,
+                                    XComModel.key.in_((PROGRESS_KEY, ERROR_KEY, "return_value"))))}
+        transfer = tis.get(TRANSFER_TASK)
+        progress = xcoms.get((TRANSFER_TASK, PROGRESS_KEY)) or {}
+        if not progress and isinstance(xcoms.get((TRANSFER_TASK, "return_value")), dict):
+            progress = xcoms[(TRANSFER_TASK, "return_value")]
+        error = xcoms.get((TRANSFER_TASK, ERROR_KEY)) or xcoms.get((VALIDATE_TASK, ERROR_KEY))
         ends = [ti.end_date for ti in tis.values() if ti.end_date]
         return JobRecord(
             id=run.run_id, owner=run.triggering_user_name,
@@ -117,7 +127,7 @@ class AirflowRunStore:
         from sqlalchemy import select
 
         with create_session() as session:
-            q = select(DagRun).where(DagRun.dag_id == DAG_ID)
+            q = select(DagRun).where(DagRun.dag_id == TRANSFER_DAG_ID)
             if owner is not None:
                 q = q.where(DagRun.triggering_user_name == owner)
             return [self._record(session, run) for run in session.scalars(q.order_by(DagRun.id.desc()))]
@@ -128,7 +138,7 @@ class AirflowRunStore:
         from sqlalchemy import select
 
         with create_session() as session:
-            run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == job_id))
+            run = session.scalar(select(DagRun).where(DagRun.dag_id == TRANSFER_DAG_ID, DagRun.run_id == job_id))
             return self._record(session, run) if run is not None else None
 
     def cancel(self, job_id: str) -> None:

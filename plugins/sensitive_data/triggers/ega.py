@@ -1,28 +1,27 @@
 """Deferrable waiting of the EGA pipeline: for CEGA's accession ids of verified files.
 
-``EgaAccessionTrigger`` holds no worker slot. Every ``poll_interval`` seconds it records the
-accession messages waiting in ``stableIDs`` (each kept in the database, then acknowledged, so
-any waiting trigger may take any message) and fires as soon as one of its files can move on:
-its accession has arrived, or it is no longer ``verified``. The blocking database and broker
-calls run in a thread; connections are resolved asynchronously first.
+``EgaAccessionTrigger`` (a ``PollingTrigger``) holds no worker slot. Every ``poll_interval``
+seconds it records the accession messages waiting in ``stableIDs`` (each kept in the database,
+then acknowledged, so any waiting trigger may take any message) and fires as soon as one of its
+files can move on: its accession has arrived, or it is no longer ``verified``. The blocking
+database and broker calls run in a thread; connections are resolved asynchronously first.
+A broker or database that is down or restarting is waited for; one that refuses our credentials
+ends the wait at once with an error event. The deadline is the operator's ``defer(timeout=...)``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from sensitive_data.triggers.base import PollingTrigger
 
 
-class EgaAccessionTrigger(BaseTrigger):
+class EgaAccessionTrigger(PollingTrigger):
     """:param file_ids: the files waiting for their accession
     :param lega_db_conn_id: the EGA database connection
     :param lega_broker_conn_id: the broker connection
     :param poll_interval: seconds between polls
-    :param deadline: time.time() after which the trigger gives up (event status "timeout")
     """
 
     def __init__(
@@ -31,43 +30,45 @@ class EgaAccessionTrigger(BaseTrigger):
         lega_db_conn_id: str = "lega_db",
         lega_broker_conn_id: str = "lega_broker",
         poll_interval: float = 5.0,
-        deadline: float | None = None,
     ):
-        super().__init__()
+        super().__init__(poll_interval=poll_interval)
         self.file_ids = list(file_ids)
         self.lega_db_conn_id = lega_db_conn_id
         self.lega_broker_conn_id = lega_broker_conn_id
-        self.poll_interval = poll_interval
-        self.deadline = deadline
+        self._db_kwargs: dict[str, Any] = {}
+        self._broker_settings: Any = None
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "file_ids": self.file_ids,
-                "lega_db_conn_id": self.lega_db_conn_id,
-                "lega_broker_conn_id": self.lega_broker_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-            },
-        )
+    def describe(self) -> str:
+        return f"the accession of {len(self.file_ids)} file(s) from Central EGA"
 
-    @staticmethod
-    def poll(db_kwargs: dict, broker_settings: Any, file_ids: list[str]) -> list[str]:
-        """Record waiting accession messages; return the files that can move on."""
-        from include.ega.broker import Broker
-        from include.ega.pipeline import Pipeline, drain_accessions
+    async def setup(self) -> None:
+        from sensitive_data.hooks.ega_broker import EgaBrokerHook
         from sensitive_data.hooks.ega_db import EgaDbHook
 
-        db = EgaDbHook.database_from_kwargs(db_kwargs)
+        self._db_kwargs = EgaDbHook.connect_kwargs(
+            await EgaDbHook(self.lega_db_conn_id).aget_connection(self.lega_db_conn_id)
+        )
+        self._broker_settings = await EgaBrokerHook(self.lega_broker_conn_id).aget_settings()
+
+    async def poll(self) -> dict[str, Any] | None:
+        movable = await asyncio.to_thread(self.movable_files, self._db_kwargs, self._broker_settings, self.file_ids)
+        return {"status": "accession", "file_ids": movable} if movable else None
+
+    @staticmethod
+    def movable_files(db_kwargs: dict, broker_settings: Any, file_ids: list[str]) -> list[str]:
+        """Record waiting accession messages; return the files that can move on."""
+        from include.ega.broker import Broker
+        from include.ega.db import open_database
+        from include.ega.pipeline import Pipeline, drain_accessions
+
+        db = open_database(db_kwargs, migrate=False)  # the operator migrated it before deferring
         try:
             with Broker(broker_settings) as broker:
                 drain_accessions(Pipeline(db, None, None, None, broker.publish), broker)
             statuses = db.statuses(file_ids)
             ready = []
             for fid in file_ids:
-                status = statuses.get(fid)
-                if status != "verified":
+                if statuses.get(fid) != "verified":
                     ready.append(fid)
                     continue
                 rec = db.get(fid)
@@ -76,25 +77,3 @@ class EgaAccessionTrigger(BaseTrigger):
             return ready
         finally:
             db.close()
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from sensitive_data.hooks.ega_broker import EgaBrokerHook
-        from sensitive_data.hooks.ega_db import EgaDbHook
-
-        db_kwargs = EgaDbHook.connect_kwargs(
-            await EgaDbHook(self.lega_db_conn_id).aget_connection(self.lega_db_conn_id)
-        )
-        broker_settings = await EgaBrokerHook(self.lega_broker_conn_id).aget_settings()
-        while True:
-            try:
-                movable = await asyncio.to_thread(self.poll, db_kwargs, broker_settings, self.file_ids)
-            except Exception as exc:  # noqa: BLE001 - a service restart: keep waiting
-                self.log.warning("accession poll failed (%s: %s); retrying", type(exc).__name__, exc)
-                movable = []
-            if movable:
-                yield TriggerEvent({"status": "accession", "file_ids": movable})
-                return
-            if self.deadline is not None and time.time() > self.deadline:
-                yield TriggerEvent({"status": "timeout", "file_ids": self.file_ids})
-                return
-            await asyncio.sleep(self.poll_interval)

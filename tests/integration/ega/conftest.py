@@ -198,6 +198,15 @@ class Node:
             cur.execute(query, args)
             return cur.fetchall() if cur.description else None
 
+    def events(self, file_id: str) -> list[dict]:
+        """A file's event log, oldest first."""
+        rows = self.sql("SELECT event, correlation_id, message FROM file_events WHERE file_id = %s ORDER BY id", file_id)
+        return [{"event": e, "correlation_id": c, "message": m} for e, c, m in rows]
+
+    def dataset_files(self, dataset_id: str) -> list[str]:
+        rows = self.sql("SELECT file_id FROM dataset_files WHERE dataset_id = %s ORDER BY file_id", dataset_id)
+        return [str(r[0]) for r in rows]
+
     def archive_files(self) -> list[str]:
         return sorted(p.name for p in self.archive_dir.iterdir()) if self.archive_dir.exists() else []
 

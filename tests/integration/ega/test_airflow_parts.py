@@ -4,8 +4,10 @@ connections come from AIRFLOW_CONN_* variables, operators are executed directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
@@ -131,21 +133,72 @@ def test_operators_drain_process_and_wait_deferred(conns, node):
     assert node.file(U, "bad.c4gh")[0].status == "error"
 
 
-def test_accession_trigger_times_out(conns, node):
+def test_accession_wait_deadline_is_the_defer_timeout(conns, node):
     node.upload(U, "t.c4gh", b"timeout")
     [fid] = EgaRegisterFileOperator(task_id="r", user=U, filepath="t.c4gh").execute({})
     EgaProcessOperator(task_id="p", file_ids=[fid]).execute({})
-    trig = EgaAccessionTrigger([fid], poll_interval=0.2, deadline=time.time() + 1)
+    op = EgaAccessionOperator(task_id="a", file_ids=[fid], accession_timeout=timedelta(minutes=30))
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({})
+    assert 29 * 60 < deferred.value.timeout.total_seconds() <= 30 * 60
+    # what Airflow does when the timeout passes: the task resumes with "__fail__"
+    with pytest.raises(AirflowFailException, match=r"no accession from Central EGA within 0:30:00 .*deadline"):
+        op.resume_execution("__fail__", {"error": "Trigger timeout"}, {})
 
-    async def first():
-        async for event in trig.run():
-            return event.payload
 
-    assert asyncio.run(asyncio.wait_for(first(), 30))["status"] == "timeout"
-    with pytest.raises(AirflowFailException, match="no accession"):
-        EgaAccessionOperator(task_id="a", file_ids=[fid]).execute_complete(
-            {}, {"status": "timeout", "file_ids": [fid]}, deadline=0
-        )
+async def _first_payload(trigger, timeout: float = 30):
+    gen = trigger.run()
+    try:
+        return (await asyncio.wait_for(gen.__anext__(), timeout)).payload
+    finally:
+        await gen.aclose()
+
+
+def test_accession_trigger_ends_at_once_when_the_broker_refuses_our_credentials(conns, node, monkeypatch):
+    bad = dict(conns["LEGA_BROKER"], password="not-the-password")
+    monkeypatch.setenv("AIRFLOW_CONN_LEGA_BROKER", json.dumps(bad))
+    trig = EgaAccessionTrigger(["00000000-0000-0000-0000-000000000000"], poll_interval=0.2)
+    started = time.monotonic()
+    event = asyncio.run(_first_payload(trig))
+    assert time.monotonic() - started < 15
+    assert event["status"] == "error" and event["kind"] == "config"
+    assert "refused our credentials" in event["message"] and "lega_broker connection" in event["message"]
+    assert "not-the-password" not in event["message"]
+    with pytest.raises(AirflowFailException, match="refused our credentials"):
+        EgaAccessionOperator(task_id="a", file_ids=[]).execute_complete({}, event, deadline=time.time() + 60)
+
+
+def test_accession_trigger_ends_at_once_for_an_unknown_database_role(conns, node, monkeypatch):
+    bad = dict(conns["LEGA_DB"], login="no_such_role_core_test")
+    monkeypatch.setenv("AIRFLOW_CONN_LEGA_DB", json.dumps(bad))
+    event = asyncio.run(_first_payload(EgaAccessionTrigger(["00000000-0000-0000-0000-000000000000"],
+                                                            poll_interval=0.2)))
+    assert event["status"] == "error" and event["kind"] == "config"
+    assert 'role "no_such_role_core_test" does not exist' in event["message"]
+
+
+def test_accession_trigger_keeps_waiting_while_the_database_refuses_connections(conns, node, monkeypatch):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    closed = s.getsockname()[1]
+    s.close()
+    monkeypatch.setenv("AIRFLOW_CONN_LEGA_DB", json.dumps(dict(conns["LEGA_DB"], port=closed)))
+    trig = EgaAccessionTrigger(["00000000-0000-0000-0000-000000000000"], poll_interval=0.2)
+
+    async def scenario():
+        gen = trig.run()
+        first = asyncio.ensure_future(gen.__anext__())
+        await asyncio.sleep(3)
+        still_waiting = not first.done()
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await gen.aclose()
+        return still_waiting
+
+    assert asyncio.run(scenario()), "a refused connection (a database restarting) must not end the wait"
 
 
 def test_register_operator_validates(conns, node):

@@ -105,7 +105,7 @@ def test_standin_triggers_and_answers_with_an_accession(node, standin):
     assert len(verified) == 1
     # a mapping through the stand-in
     http(port, "POST", "/mapping", {"dataset_id": "EGAD00000000042", "accession_ids": [rec.accession_id]})
-    wait_for(lambda: node.drain() is not None and node.db.dataset_files("EGAD00000000042") == [fid])
+    wait_for(lambda: node.drain() is not None and node.dataset_files("EGAD00000000042") == [fid])
 
 
 def test_standin_can_leave_accessions_to_the_test(node, standin):

@@ -42,9 +42,9 @@ def test_file_reaches_ready_and_correlation_id_follows_it(node):
     assert [m["correlation_id"] for m in verified] == [cid]
     assert [m["correlation_id"] for m in completed] == [cid]
     assert completed[0]["body"]["accession_id"] == rec.accession_id
-    events = [e["event"] for e in node.db.events(rec.id)]
+    events = [e["event"] for e in node.events(rec.id)]
     assert events == ["submitted", "archived", "verified", "accession_received", "ready"]
-    assert node.db.events(rec.id)[0]["message"]["filepath"] == "run1/sample.c4gh"
+    assert node.events(rec.id)[0]["message"]["filepath"] == "run1/sample.c4gh"
 
 
 def test_duplicate_trigger_makes_no_duplicate_rows(node):
@@ -58,7 +58,7 @@ def test_duplicate_trigger_makes_no_duplicate_rows(node):
     assert rec.status == "ready"
     assert len(node.cega.messages("files.completed")) == 1
     assert len(node.archive_files()) == 1
-    assert [e["event"] for e in node.db.events(rec.id)].count("resubmitted") == 2
+    assert [e["event"] for e in node.events(rec.id)].count("resubmitted") == 2
 
 
 def test_every_step_is_idempotent(node):
@@ -135,7 +135,7 @@ def test_bad_input_is_reported_to_cega(node, case):
     assert re.search(expect_reason, err["body"]["reason"]), err["body"]["reason"]
     assert node.cega.messages("files.verified") == []
     assert node.archive_files() == []  # nothing half-written, no copy of a rejected file
-    assert [e["event"] for e in node.db.events(rec.id)][-1] == "error"
+    assert [e["event"] for e in node.events(rec.id)][-1] == "error"
     # a second run changes nothing and sends nothing more
     node.run(rounds=1)
     assert len(errors_for(node, path)) == 1
@@ -248,8 +248,8 @@ def test_cancel_then_mapping_refuses_cancel(node):
         {"type": "mapping", "dataset_id": "EGAD00000000002", "accession_ids": [c1.accession_id]},
     )
     node.drain()
-    assert node.db.dataset_files("EGAD00000000001") == [c2.id]
-    assert node.db.dataset_files("EGAD00000000002") == []
+    assert node.dataset_files("EGAD00000000001") == [c2.id]
+    assert node.dataset_files("EGAD00000000002") == []
     assert "not ready" in node.cega.dead_letters()[0]["body"]["reason"]
     # cancel refused once in a dataset
     node.cega.trigger(U, "c2.c4gh", kind="cancel")

@@ -69,8 +69,49 @@ def test_the_alert_says_what_went_wrong(mailbox, devstack):
         def xcom_pull(self, task_ids, key):
             return "permission denied: /project/x" if task_ids == "transfer" else None
 
-    StagerNotifier(failed=True).notify({**context(), "ti": TI()})
+    StagerNotifier(failed=True, error_tasks=("transfer", "validate")).notify({**context(), "ti": TI()})
     (mail,) = mailbox()
     raw = httpx.get(f"http://127.0.0.1:{devstack.vars['SDP_SMTP_HTTP_PORT']}/messages/{mail['id']}").text
     body = email.message_from_string(raw, policy=email.policy.default).get_body(("html",)).get_content()
     assert "permission denied: /project/x" in body
+
+
+def _raw(devstack, mail) -> str:
+    return httpx.get(f"http://127.0.0.1:{devstack.vars['SDP_SMTP_HTTP_PORT']}/messages/{mail['id']}").text
+
+
+@pytest.mark.parametrize("title", ["sub-01\r\nBcc: evil@example.org", "a\nX-Injected: 1", "x\u2028y\rz\x00"])
+def test_a_title_with_line_breaks_still_alerts_and_injects_no_header(mailbox, devstack, title):
+    import email
+    import email.policy
+
+    StagerNotifier(failed=True).notify(context(title=title))
+    (mail,) = mailbox()
+    assert mail["subject"].startswith("[ALERT] ") and mail["subject"].endswith(" failed")
+    assert "\n" not in mail["subject"] and "\r" not in mail["subject"]
+    assert "evil@example.org" not in mail["envelope_to"]
+    msg = email.message_from_string(_raw(devstack, mail), policy=email.policy.default)
+    assert msg["Bcc"] is None and msg["X-Injected"] is None
+    assert set(mail["envelope_to"].split(", ")) == {"alice@example.org", "admin1@example.org", "admin2@example.org"}
+
+
+def test_a_non_ascii_title_is_encoded_not_lost(mailbox, devstack):
+    StagerNotifier(failed=True).notify(context(title="Grüße ✓ sessie"))
+    (mail,) = mailbox()
+    assert mail["subject"] == "[ALERT] Grüße ✓ sessie failed"
+    assert "=?utf-8?" in _raw(devstack, mail).split("\n\n", 1)[0].lower()  # RFC 2047 in the raw header
+
+
+@pytest.mark.parametrize("address", ["alice@example.org, evil@example.org", "alice@example.org\r\nCc: evil@x.org",
+                                     "Alice <alice@example.org>", "not an address", "ålice@example.org"])
+def test_an_invalid_address_goes_to_the_admins_instead(mailbox, devstack, address):
+    StagerNotifier(failed=True).notify(context(stagerUserEmail=address))
+    (mail,) = mailbox()
+    assert set(mail["envelope_to"].split(", ")) == {"admin1@example.org", "admin2@example.org"}
+    assert mail["subject"] == "[ALERT] MRI session 7 failed"
+
+
+def test_a_very_long_title_is_cut(mailbox):
+    StagerNotifier(failed=False).notify(context(title="x" * 5000))
+    (mail,) = mailbox()
+    assert mail["subject"].startswith("[OK] xxx") and len(mail["subject"]) < 200

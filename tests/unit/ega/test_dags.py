@@ -47,14 +47,48 @@ def test_metadata_and_params(dags, name):
         assert dag.params.get_param(pname).description, f"{name}: param {pname} has no description"
 
 
-def test_scheduled_dag_wiring(dags):
-    dag = dags["ega_ingest"]
-    assert {t.task_id for t in dag.tasks} == {"drain", "ingest_verify", "accession", "done"}
-    assert dag.get_task("done").upstream_task_ids == {"ingest_verify", "accession"}
-    assert dag.get_task("accession").trigger_rule == "all_done"
-    assert "ingest_verify" in dag.get_task("accession").upstream_task_ids
+G = "drain_and_ingest."
+
+
+@pytest.mark.parametrize("name", ["ega_ingest", "ega_ingest_events"])
+def test_draining_dags_wire_a_task_group_through_xcomargs(dags, name):
+    dag = dags[name]
+    assert {t.task_id for t in dag.tasks} == {G + "drain", G + "ingest_verify", G + "accession", G + "done"}
+    assert set(dag.task_group_dict) == {"drain_and_ingest"}
+    assert dag.get_task(G + "done").upstream_task_ids == {G + "ingest_verify", G + "accession"}
+    assert dag.get_task(G + "accession").trigger_rule == "all_done"
+    assert G + "ingest_verify" in dag.get_task(G + "accession").upstream_task_ids
+    # the batches flow as the drain's XCom result (an XComArg), not by a task id written elsewhere
+    for mapped in ("ingest_verify", "accession"):
+        arg = dag.get_task(G + mapped).expand_input.value["file_ids"]
+        assert arg.operator.task_id == G + "drain"
     assert dag.params["max_messages"] == 100
+
+
+def test_retry_settings_are_the_shared_ones(dags):
+    from sensitive_data.common.retries import RETRIES_IO, ErrorRetryPolicy
+
+    for name in DAGS:
+        for task in dags[name].tasks:
+            assert task.retries == RETRIES_IO.retries or task.task_id.endswith("done"), (name, task.task_id)
+            assert task.retry_exponential_backoff == 2.0
+    op = dags["ega_ingest_file"].get_task("ingest")
+    assert isinstance(op.retry_policy, ErrorRetryPolicy) and op.retry_policy.settings is RETRIES_IO
+
+
+def test_scheduled_dag_timer_is_fixed_and_switched_at_run_time(dags):
+    dag = dags["ega_ingest"]
     assert dag.timetable.delta.total_seconds() == 300
+    assert dag.get_task(G + "drain").scheduled_switch == "ega_ingest_scheduled"
+    assert dags["ega_ingest_events"].get_task(G + "drain").scheduled_switch is None
+
+
+def test_dag_files_read_no_environment():
+    from pathlib import Path
+
+    for path in Path(__file__).resolve().parents[3].joinpath("dags").glob("ega_*.py"):
+        text = path.read_text()
+        assert "os.environ" not in text and "getenv" not in text and "import os" not in text, path.name
 
 
 def test_event_dag_is_scheduled_on_an_amqp_asset_watcher(dags):

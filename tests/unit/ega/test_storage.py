@@ -10,18 +10,21 @@ import pytest
 from moto import mock_aws
 
 from include.ega.errors import UserError
-from include.ega.storage import PosixArchive, PosixInbox, S3Archive, S3Inbox, SftpInbox, inbox_relpath
+from include.ega.storage import PosixArchive, PosixInbox, S3Archive, S3Inbox, SftpInbox
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../../x", "/etc/passwd", "\\x", "", "a\0b", ".", "./", "a/.."])
-def test_bad_paths(path):
+def test_bad_paths(path, tmp_path):
     with pytest.raises(UserError):
-        inbox_relpath(path)
+        PosixInbox(tmp_path).path("alice", path)
+    with pytest.raises(UserError):
+        S3Inbox(None, "bucket").key("alice", path)
 
 
-def test_good_paths():
-    assert inbox_relpath("a/b.c4gh") == "a/b.c4gh"
-    assert inbox_relpath("./a//b.c4gh") == "a/b.c4gh"
+def test_good_paths(tmp_path):
+    assert S3Inbox(None, "bucket", "in/").key("alice", "a/b.c4gh") == "in/alice/a/b.c4gh"
+    assert S3Inbox(None, "bucket").key("alice", "./a//b.c4gh") == "alice/a/b.c4gh"
+    assert PosixInbox(tmp_path).path("alice", "./a//b.c4gh") == os.path.realpath(tmp_path) + "/alice/a/b.c4gh"
 
 
 @pytest.fixture

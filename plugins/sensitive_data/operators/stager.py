@@ -216,20 +216,24 @@ class StagerStreamerJobOperator(SensitiveDataOperatorMixin, BaseOperator):
     transfer run's conf.
 
     :param stager_streamer_conn_id: the service account connection.
+    :param irods_conn_id: the repository's iRODS connection (the DAC collection is checked as the
+        service account before the job is sealed: it must exist, be writable and inherit its rules).
     :param stager_keys_conn_id: connection with the stager's private key.
     :param stager_seal_conn_id: connection with the job seal key.
     """
 
     def __init__(self, *, stager_streamer_conn_id: str = "stager_streamer",
-                 stager_keys_conn_id: str = "stager_keys", stager_seal_conn_id: str = "stager_seal", **kwargs):
+                 stager_keys_conn_id: str = "stager_keys", stager_seal_conn_id: str = "stager_seal",
+                 irods_conn_id: str = "irods", **kwargs):
         super().__init__(**kwargs)
+        self.irods_conn_id = irods_conn_id
         self.stager_streamer_conn_id = stager_streamer_conn_id
         self.stager_keys_conn_id = stager_keys_conn_id
         self.stager_seal_conn_id = stager_seal_conn_id
 
     @translate_errors()
     def execute(self, context) -> dict:
-        from include.stager.dac import streamer_job
+        from include.stager.dac import check_dac_collection, dac_collection, streamer_job
         from include.stager.settings import DEFAULT_STREAMER_SOURCE
         from include.stager.streamer import confine_source
         from sensitive_data.hooks.stager import StagerServiceAccountHook
@@ -253,6 +257,8 @@ class StagerStreamerJobOperator(SensitiveDataOperatorMixin, BaseOperator):
                                                                      stager_user=posix_user, job_id=job_id),
                                stager_user=posix_user, email=settings.admins[0] if settings.admins else "")
             parsed = parse_job(job)
+            with StagerIrodsHook(self.irods_conn_id).client(user, password) as client:
+                check_dac_collection(client, dac_collection(params.get("projectId"), settings.dac_collections))
         finally:
             password = ""  # noqa: S105 - drop the secret
         job["seal"] = StagerSealHook(self.stager_seal_conn_id).seal(

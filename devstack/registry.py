@@ -169,6 +169,9 @@ register(
         argv=("{python}", "-m", "devstack.cleanroom_governance", "--port", "{SDP_CGS_PORT}", "--state-dir", "{state}",
               "--member", "analyst=devstack-cgs-analyst", "--member", "hospital_a=devstack-cgs-hospital-a",
               "--member", "hospital_b=devstack-cgs-hospital-b",
+              # the hospitals' automation identities: powerless until the hospital registers a policy
+              "--automation", "hospital_a=devstack-cgs-auto-hospital-a",
+              "--automation", "hospital_b=devstack-cgs-auto-hospital-b",
               "--attestation-root-file", "{local}/k8s_spark/attestation-root.pub"),
         port_var="SDP_CGS_PORT",
         default_port=9290,

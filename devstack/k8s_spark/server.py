@@ -24,7 +24,10 @@ driver's output is the pod log. DELETE stops a running application (SIGTERM, the
 The confidential node part: the driver gets ``CCR_ATTESTATION_URL`` and ``CCR_ATTESTATION_TOKEN``
 (in a real clean room the attestation sidecar in the pod). ``POST`` there with ``{"report_data":
 <hex>}`` answers an attestation report: ``evidence`` (base64 JSON claims: the measurement
-``x-ms-sevsnpvm-hostdata`` = sha256 of the application file actually started, the caller's
+``x-ms-sevsnpvm-hostdata`` = the measurement of the whole job as it runs (``job_measurement``:
+the spec's image, arguments, env, sparkConf, volumes and mounts, with the sha256 of the main file
+and of every pyFile, jar and file actually started; only resource sizes and run bookkeeping are
+left out), the caller's
 ``x-ms-sevsnpvm-reportdata``, ``iat``) and ``endorsements`` (base64 Ed25519 signature over the
 evidence by this node's attestation root key, whose public half is ``attestation-root.pub``).
 """
@@ -64,6 +67,51 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 ENV_PASSTHROUGH = ("PATH", "HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SPARK_HOME")
 TERMINAL = ("COMPLETED", "FAILED", "SUBMISSION_FAILED")
+# what a job's measurement leaves out: sizes and bookkeeping, which change no code or data path.
+# Everything else in the spec - including fields this stand-in does not act on - is measured.
+UNMEASURED_TOP = ("restartPolicy", "timeToLiveSeconds")
+UNMEASURED_ROLE = (
+    "cores",
+    "coreLimit",
+    "coreRequest",
+    "memory",
+    "memoryOverhead",
+    "labels",
+    "annotations",
+    "instances",
+)
+RUN_ARGUMENT = "--run"  # the run's parameters (document, run id, dataset locations, output): checked by the job
+
+
+def _local(uri: str) -> str:
+    return re.sub(r"^(local|file)://", "", uri)
+
+
+def job_measurement(spec: dict, digests: dict[str, str]) -> str:
+    """sha256 of the canonical JSON of the measured spec; each file URI (main, deps) is replaced by
+    ``{uri, sha256}`` of the copy that really runs, the value of ``--run`` by a placeholder. The
+    same definition as the project's ``include.cleanroom.manifest.job_measurement``, written again
+    here on purpose (the stand-in shares no code with the pipeline)."""
+    measured = {k: v for k, v in spec.items() if k not in UNMEASURED_TOP}
+    for role in ("driver", "executor"):
+        if isinstance(measured.get(role), dict):
+            measured[role] = {k: v for k, v in measured[role].items() if k not in UNMEASURED_ROLE}
+    args = list(measured.get("arguments") or [])
+    for i, a in enumerate(args[:-1]):
+        if a == RUN_ARGUMENT:
+            args[i + 1] = "<run>"
+    measured["arguments"] = args
+    main = measured.get("mainApplicationFile")
+    if main:
+        measured["mainApplicationFile"] = {"uri": main, "sha256": digests.get(main, "")}
+    deps = dict(measured.get("deps") or {})
+    for kind in ("pyFiles", "jars", "files"):
+        if deps.get(kind):
+            deps[kind] = [{"uri": u, "sha256": digests.get(u, "")} for u in deps[kind]]
+    if deps:
+        measured["deps"] = deps
+    canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def now() -> str:
@@ -442,9 +490,28 @@ class K8sSpark:
                 error=f"failed to run spark-submit: main application file {main} does not exist",
             )
             return
+        # what is measured is what runs: every file is copied into the work directory first
         app_file = work / source.name
-        shutil.copyfile(source, app_file)  # what is measured is what runs
-        measurement = hashlib.sha256(app_file.read_bytes()).hexdigest()
+        shutil.copyfile(source, app_file)
+        digests = {main: hashlib.sha256(app_file.read_bytes()).hexdigest()}
+        deps_local: dict[str, list[str]] = {}
+        (work / "deps").mkdir(exist_ok=True)
+        for kind in ("pyFiles", "jars", "files"):
+            for i, uri in enumerate((spec.get("deps") or {}).get(kind) or []):
+                src = Path(_local(str(uri)))
+                if not src.is_absolute() or not src.is_file():
+                    self._set_state(
+                        obj,
+                        "FAILED",
+                        terminationTime=now(),
+                        error=f"driver container failed: dependency {uri} does not exist",
+                    )
+                    return
+                copy = work / "deps" / f"{kind}-{i}-{src.name}"
+                shutil.copyfile(src, copy)
+                digests[uri] = hashlib.sha256(copy.read_bytes()).hexdigest()
+                deps_local.setdefault(kind, []).append(str(copy))
+        measurement = job_measurement(spec, digests)
         self.runtime[(ns, name)]["measurement"] = measurement
         driver, executor = spec.get("driver") or {}, spec.get("executor") or {}
         cores = max(1, min(self.max_cores, int(executor.get("instances") or 1) * int(executor.get("cores") or 1)))
@@ -465,14 +532,18 @@ class K8sSpark:
         conf.setdefault("spark.ui.enabled", "false")
         for k, v in sorted(conf.items()):
             argv += ["--conf", f"{k}={v}"]
-        py_files = [re.sub(r"^(local|file)://", "", p) for p in ((spec.get("deps") or {}).get("pyFiles") or [])]
-        if py_files:
-            argv += ["--py-files", ",".join(py_files)]
+        if driver.get("javaOptions"):
+            argv += ["--conf", f"spark.driver.extraJavaOptions={driver['javaOptions']}"]
+        for kind, flag in (("pyFiles", "--py-files"), ("jars", "--jars"), ("files", "--files")):
+            if deps_local.get(kind):
+                argv += [flag, ",".join(deps_local[kind])]
         argv += [str(app_file), *[str(a) for a in spec.get("arguments") or []]]
         env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
         for item in driver.get("env") or []:
             if isinstance(item, dict) and item.get("name") and "value" in item:
                 env[item["name"]] = str(item["value"])
+        for k, v in (driver.get("envVars") or {}).items():
+            env[str(k)] = str(v)
         env.update(
             {
                 "PYSPARK_PYTHON": self.python,

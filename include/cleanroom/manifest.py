@@ -192,7 +192,7 @@ def build_spark_application(
             "sparkConf": {
                 "spark.sql.runSQLOnFiles": "false",
                 "spark.ui.enabled": "false",
-                "spark.log.level": "WARN",
+                "spark.log.level": "OFF",  # the JVM logs nothing: exception texts may hold data
                 # aggregates over the parties' data: a few partitions, not Spark's default 200 (a constant:
                 # the conf is measured, and the contract's measurement is made before any run)
                 "spark.sql.shuffle.partitions": "4",

@@ -414,14 +414,11 @@ def check_document(doc: dict, contract_id: str, document_id: str, datasets: dict
     return data
 
 
-def _epsilons(plan, datasets: list[str]) -> dict[str, float]:
-    """epsilon to debit per dataset, from ``include.cleanroom.enforce.epsilon_required``."""
-    from include.cleanroom.enforce import epsilon_required  # noqa: PLC0415 - from the runtime package
+def _epsilons(plan) -> dict[str, float]:
+    """epsilon to debit per dataset (``include.cleanroom.sql.epsilon_required``)."""
+    from include.cleanroom.sql import epsilon_required  # noqa: PLC0415 - from the runtime package
 
-    required = epsilon_required(plan)
-    if isinstance(required, dict):
-        return {ds: float(eps) for ds, eps in required.items() if eps and float(eps) > 0}
-    return {ds: float(required) for ds in datasets} if required else {}
+    return {ds: float(eps) for ds, eps in epsilon_required(plan).items() if float(eps) > 0}
 
 
 def debit_budget(rt: Runtime, document_id: str, run_id: str, epsilons: dict[str, float]) -> list[dict]:
@@ -440,6 +437,28 @@ def debit_budget(rt: Runtime, document_id: str, run_id: str, epsilons: dict[str,
     raise Refused("BudgetConflict", "the privacy budget kept changing under concurrent runs; try again")
 
 
+def unpack_runtime_package() -> Path | None:
+    """The runtime package arrives as a zip on ``sys.path`` (``--py-files``); its modules read data
+    files next to them (the rules' JSON schema), so it is unpacked into a private directory first,
+    which then comes first on ``sys.path``. Returns that directory (None outside a zip)."""
+    import zipfile  # noqa: PLC0415
+
+    for entry in list(sys.path):
+        if entry.endswith(".zip") and os.path.isfile(entry):
+            with zipfile.ZipFile(entry) as zf:
+                if "include/cleanroom/sql.py" not in zf.namelist():
+                    continue
+                target = Path(tempfile.mkdtemp(prefix="cleanroom-pkg-"))
+                for info in zf.infolist():
+                    dest = (target / info.filename).resolve()
+                    if target.resolve() not in dest.parents:
+                        raise Refused("RuntimePackageInvalid", "the runtime package holds a path outside itself")
+                zf.extractall(target)
+            sys.path.insert(0, str(target))
+            return target
+    return None
+
+
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top to bottom
     started = time.time()
     timings: dict[str, float] = {}
@@ -448,7 +467,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
     work: Path | None = None
     rt: Runtime | None = None
     document_id = run_id = "?"
+    package: Path | None = None
     try:
+        package = unpack_runtime_package()
         from include.cleanroom.manifest import parse_run  # noqa: PLC0415 - from the runtime package
 
         try:
@@ -490,7 +511,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
         timings["checkSeconds"] = round(time.time() - started, 3)
 
         # the privacy budget, before anything is computed or released
-        epsilons = _epsilons(plan, sorted(owners))
+        epsilons = _epsilons(plan)
         if epsilons:
             spent = debit_budget(rt, document_id, run_id, epsilons)
             summary["privacyBudget"] = spent
@@ -543,8 +564,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
                 df.createOrReplaceTempView(spec["name"])
                 views[spec["name"]] = df
             result = run_plan(spark, plan, views)
-            columns, rows = _result_rows(result)
-            suppressed = int(getattr(result, "suppressed_groups", getattr(result, "suppressed", 0)) or 0)
+            columns, rows = list(result.columns), [list(r) for r in result.rows]
+            suppressed = int(result.suppressed_groups)
         finally:
             spark.stop()
         timings["totalSeconds"] = round(time.time() - started, 3)
@@ -559,6 +580,13 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
             datasets=sorted(plain),
             timings=timings,
         )
+        if result.epsilon_spent:
+            summary["differentialPrivacy"] = {
+                "epsilonSpent": result.epsilon_spent,
+                "confidence": result.confidence,
+                "noiseScales": dict(result.dp_scales),
+                "intervals": {k: [list(iv) for iv in v] for k, v in result.dp_intervals.items()},
+            }
         write_summary(output, summary, rows, columns)
         say(f"{len(rows)} result row(s) written, {suppressed} group(s) below the threshold suppressed")
         rt.event(
@@ -576,8 +604,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
         )
         code = 1
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
+        for directory in (work, package):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
     timings["totalSeconds"] = round(time.time() - started, 3)
     summary["timings"] = timings
     say(f"{summary['status']}: {summary['code']}: {summary['message']}")
@@ -593,16 +622,6 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - one sequence, read top
             {"event": summary["status"], "runId": run_id, "code": summary["code"], "reason": summary["message"]},
         )
     return code
-
-
-def _result_rows(result) -> tuple[list[str], list[list]]:
-    """Columns and rows of ``run_plan``'s result (a DataFrame, or rows with columns)."""
-    df = getattr(result, "dataframe", None)
-    if df is None:
-        df = getattr(result, "df", None)
-    if df is not None:
-        return list(df.columns), [list(r) for r in df.collect()]
-    return list(result.columns), [list(r) for r in result.rows]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

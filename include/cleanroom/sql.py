@@ -266,7 +266,7 @@ def _ident(node: exp.Expression | None) -> str:
 
 def _function_name(node: exp.Expression) -> str:
     if isinstance(node, exp.Anonymous):
-        return _ident(node.this) if isinstance(node.this, exp.Identifier) else str(node.this)
+        return (_ident(node.this) if isinstance(node.this, exp.Identifier) else str(node.this)).lower()
     if isinstance(node, exp.Func):
         try:
             return node.sql_name().lower()
@@ -309,6 +309,9 @@ def _screen(tree: exp.Expression) -> None:
         nodes.append(node)
         if len(nodes) > MAX_NODES:
             raise QueryRefused("text", f"the query is too complex (more than {MAX_NODES} syntax nodes)")
+    for node in nodes:  # a hint's content parses as function calls: name the hint
+        if isinstance(node, exp.Hint):
+            raise QueryRefused("hint", "hints (/*+ ... */) are not allowed: the clean room plans the query itself")
     # functions, windows and generators first: they are what an attack hides, wherever it is
     for node in nodes:
         if isinstance(node, (exp.Window, exp.WindowSpec, exp.Qualify)):
@@ -752,10 +755,11 @@ class _Checker:
         order = tree.args.get("order")
         if order is not None:
             dims = {_fold(o.alias) for o in outputs if o.kind == "dimension"}
+            aggs = {_fold(o.alias) for o in outputs if o.kind == "aggregate"}
             for ordered in order.expressions:
                 col = ordered.this
-                if not isinstance(col, exp.Column):
-                    raise QueryRefused("order_by", "ORDER BY output dimensions only")
+                if not isinstance(col, exp.Column) or (not col.args.get("table") and _fold(_ident(col.this)) in aggs):
+                    raise QueryRefused("order_by", "ORDER BY output dimensions only (not aggregates or expressions)")
                 if not col.args.get("table") and _fold(_ident(col.this)) in dims:
                     continue
                 ref = self._resolve(col, by_alias)

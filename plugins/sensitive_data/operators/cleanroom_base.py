@@ -112,14 +112,13 @@ def owners_rules(hook, contract) -> dict:
 
 
 def runtime_setup(k8s, gov, contract_id: str, governance_key: str, run: dict | None) -> dict:
-    """The SparkApplication of a run (``run``) or its template (``None``: what the contract measures)."""
+    """The SparkApplication of a run (``run``; named by its ``runId``) or its template (``None``:
+    what the contract measures)."""
     from include.cleanroom.manifest import build_spark_application, runtime_package
-    from include.cleanroom.names import application_name
 
     package = runtime_package(local_dir(str(k8s.setting("runtime_dir", "")), "runtime"))
-    name = application_name(run["documentId"], run["runId"]) if run else "cr-template"
     return build_spark_application(
-        name=name,
+        name=run["runId"] if run else "cr-template",
         namespace=k8s.cleanroom_namespace,
         main_application_file=k8s.main_application_file,
         runtime_package_file=f"local://{package.resolve()}",

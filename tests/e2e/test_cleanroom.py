@@ -127,10 +127,10 @@ def test_query_waits_for_an_owners_own_ballot_and_budget_runs_out(airflow):
     dp = {"epsilonPerQuery": 1.0, "totalBudget": 1.5, "bounds": {"visits": [0, 10]}}
     owners_setup(cgs, cid, dp=dp, auto=("hospital_a",))
 
+    first, second = (f"q-{uuid.uuid4().hex[:8]}" for _ in range(2))
     queries = {
-        f"q-{uuid.uuid4().hex[:8]}": "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region",
-        f"q-{uuid.uuid4().hex[:8]}": "SELECT region, COUNT(*) AS n FROM visits_b WHERE age_band <> '20-29' "
-        "GROUP BY region",
+        first: "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region",
+        second: "SELECT region, COUNT(*) AS n FROM visits_b WHERE age_band <> '20-29' GROUP BY region",
     }
     airflow.wait_for_dags(["cleanroom_prepare"])
     airflow.unpause("cleanroom_prepare")
@@ -145,7 +145,6 @@ def test_query_waits_for_an_owners_own_ballot_and_budget_runs_out(airflow):
         assert prepared.state == "success", prepared.explain()
         assert prepared.xcom("auto_approve")["waiting_for"] == ["hospital_b"]
 
-    first, second = list(queries)
     ok = airflow.run("cleanroom_run", conf={"contract_id": cid, "document_id": first}, timeout=420)
     assert ok.state == "success", ok.explain()
     assert ok.xcom("collect_result")["epsilon"] == {"visits_b": 1.0}

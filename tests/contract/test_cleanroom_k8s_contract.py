@@ -56,12 +56,11 @@ def manifest(kube, name):
         name=name,
         namespace=NS,
         main_application_file=kube["app"],
+        runtime_package_file=kube["app"],  # any file the driver can read: the test's app has no imports
         cgs_url="http://x",
+        governance_key="eA==",
         contract_id="c1",
-        document_id="q1",
-        run_id=name,
-        datasets={"visits_a": "file:///nowhere"},
-        output="/tmp/none",
+        run={"documentId": "q1", "runId": name, "datasets": {"visits_a": "file:///nowhere"}, "output": "/tmp/none"},
         driver_memory="512m",
         executor_memory="512m",
     )

@@ -67,6 +67,7 @@ SCHEMA_FILE = Path(__file__).with_name("sparkapplication-v1beta2.json.gz")
 GROUP, VERSION, PLURAL, KIND = "sparkoperator.k8s.io", "v1beta2", "sparkapplications", "SparkApplication"
 RESOURCE = f"{PLURAL}.{GROUP}"
 HISTORY = 1000  # events a watch can resume from
+COMPACTION = 300.0  # seconds an event stays in that history
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 ENV_PASSTHROUGH = ("PATH", "HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SPARK_HOME")
@@ -341,11 +342,12 @@ class K8sSpark:
             self.last_seen.pop(obj["metadata"]["uid"], None)
         else:
             self.last_seen[obj["metadata"]["uid"]] = snapshot
-        event = (self.resource_version, kind, obj["metadata"]["namespace"], snapshot, previous)
+        event = (self.resource_version, kind, obj["metadata"]["namespace"], snapshot, previous, time.monotonic())
         self.history.append(event)
-        if len(self.history) > HISTORY:
-            self.history.popleft()
-            self.history_start = self.history[0][0] - 1
+        # the watch cache holds a bounded window and etcd compacts every 5 minutes
+        # (--etcd-compaction-interval, staging/src/k8s.io/apiserver/pkg/server/options/etcd.go)
+        while len(self.history) > HISTORY or (self.history and self.history[0][5] < time.monotonic() - COMPACTION):
+            self.history_start = self.history.popleft()[0]
         for queue in list(self.watchers):
             queue.put_nowait(event)
 
@@ -896,8 +898,8 @@ class K8sSpark:
         async def send(kind: str, obj: dict) -> None:
             await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
 
-        async def deliver(event: tuple[int, str, str, dict, dict | None]) -> None:
-            _, kind, ev_ns, obj, previous = event
+        async def deliver(event: tuple) -> None:
+            kind, ev_ns, obj, previous = event[1:5]
             if ev_ns != ns:
                 return
             now_in, was_in = self._matches(sel, obj), self._matches(sel, previous)

@@ -509,8 +509,7 @@ class K8sSpark:
                         "message": f'Invalid value: "{value}": {err}',
                     }
                 )
-        body = {k: v for k, v in obj.items() if k != "status"}
-        for err in sorted(self.validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
+        for err in sorted(self.validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
             field = ".".join(str(p) for p in err.absolute_path) or "<root>"
             causes.append(
                 {
@@ -567,6 +566,7 @@ class K8sSpark:
                 "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on the request",
             )
+        obj.pop("status", None)  # the status subresource: a create sets no status (PrepareForCreate)
         warnings, err = self._admit(obj, meta.get("name") or "", directive)
         if err:
             return err
@@ -609,7 +609,6 @@ class K8sSpark:
         for server_set in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "selfLink"):
             meta.pop(server_set, None)
         meta.update({"namespace": ns, "uid": str(uuid.uuid4()), "creationTimestamp": now(), "generation": 1})
-        obj.pop("status", None)  # the status subresource: a create sets no status
         if dry_run:
             # dry-run storage answers the object as it would be stored, without a resourceVersion,
             # and stores nothing (staging/src/k8s.io/apiserver/pkg/registry/generic/registry/dryrun.go)
@@ -710,8 +709,10 @@ class K8sSpark:
                 new.pop("status", None)
             else:
                 new["status"] = status
+        elif "status" in old:
+            new["status"] = json.loads(json.dumps(old["status"]))
         else:
-            new["status"] = json.loads(json.dumps(old.get("status") or {}))
+            new.pop("status", None)
         warnings, err = self._admit(new, name, directive)
         if err:
             return err
@@ -726,8 +727,26 @@ class K8sSpark:
             k: v for k, v in old.items() if k not in ("metadata", "status")
         }:
             meta["generation"] = int(old["metadata"].get("generation") or 1) + 1
+        if old["metadata"].get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+            if added:  # ValidateObjectMetaUpdate: no new finalizers on an object being deleted
+                return self._invalid(
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueForbidden",
+                            "field": "metadata.finalizers",
+                            "message": f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                            f"found new finalizers {json.dumps(sorted(added))}",
+                        }
+                    ],
+                )
         if new == old or dry_run:  # a no-op update writes nothing and keeps the resourceVersion
             return self._answer(new if dry_run else old, 200, warnings)
+        if old["metadata"].get("deletionTimestamp") and not meta.get("finalizers"):
+            self.objects[(ns, name)] = new
+            await self._remove(ns, name)  # the last finalizer is gone: deleted
+            return self._answer(new, 200, warnings)
         self.objects[(ns, name)] = new
         self.bump(new, "MODIFIED", previous=old)
         return self._answer(new, 200, warnings)
@@ -831,6 +850,13 @@ class K8sSpark:
                 f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                 f"ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
             )
+        if obj["metadata"].get("finalizers"):
+            # graceful deletion: with finalizers the object stays, marked, until they are removed; the
+            # answer is the object, 200 (202 only with orphanDependents=false): Store.Delete in
+            # staging/src/k8s.io/apiserver/pkg/registry/generic/registry/store.go, handlers/delete.go
+            if not dry_run:
+                obj = await self._mark_deleted(ns, name)
+            return web.json_response(obj)
         if not dry_run:
             await self._remove(ns, name)
         return web.json_response(
@@ -842,6 +868,14 @@ class K8sSpark:
                 "details": {"name": name, "group": GROUP, "kind": PLURAL, "uid": obj["metadata"]["uid"]},
             }
         )
+
+    async def _mark_deleted(self, ns: str, name: str) -> dict:
+        obj = self.objects[(ns, name)]
+        if not obj["metadata"].get("deletionTimestamp"):
+            await self.stop_driver(ns, name)
+            obj["metadata"].update(deletionTimestamp=now(), deletionGracePeriodSeconds=0)
+            self.bump(obj, "MODIFIED")
+        return obj
 
     async def _remove(self, ns: str, name: str) -> dict | None:
         await self.stop_driver(ns, name)
@@ -864,7 +898,13 @@ class K8sSpark:
             return err
         gone = [o for (n, _), o in sorted(self.objects.items()) if n == ns and self._matches(sel, o)]
         if not opts[0]:
-            gone = [o for o in [await self._remove(ns, o["metadata"]["name"]) for o in gone] if o is not None]
+            done = []
+            for o in gone:
+                if o["metadata"].get("finalizers"):
+                    done.append(await self._mark_deleted(ns, o["metadata"]["name"]))
+                elif (removed := await self._remove(ns, o["metadata"]["name"])) is not None:
+                    done.append(removed)
+            gone = done
         return web.json_response(
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -1069,7 +1109,9 @@ class K8sSpark:
 
         def current() -> dict | None:
             obj = self.objects.get((ns, name))
-            return obj if obj is not None and obj["metadata"]["uid"] == uid else None
+            if obj is None or obj["metadata"]["uid"] != uid or obj["metadata"].get("deletionTimestamp"):
+                return None  # deleted, or being deleted: nothing more to run
+            return obj
 
         while (obj := current()) is not None:
             outcome = await self.run_once(ns, name, obj)
@@ -1083,8 +1125,9 @@ class K8sSpark:
                     return
                 if outcome != "SUBMISSION_FAILED":  # FAILING/SUCCEEDING -> PENDING_RERUN, status reset
                     st = obj["status"]
-                    for k in ("sparkApplicationId", "terminationTime", "driverInfo", "executorState"):
+                    for k in ("sparkApplicationId", "terminationTime", "executorState"):
                         st.pop(k, None)
+                    st["driverInfo"] = {}
                     self._set_state(obj, "PENDING_RERUN")
                 continue
             if outcome == "SUCCEEDING":

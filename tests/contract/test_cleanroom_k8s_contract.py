@@ -556,3 +556,31 @@ def test_submission_failed_is_not_final(kube, cleanup):
     if "SUBMISSION_FAILED" in seen:
         assert obj["status"]["submissionAttempts"] == 2, obj["status"]  # one retry, then FAILED
         assert obj["status"]["applicationState"]["errorMessage"].startswith("failed to submit spark application")
+
+
+def test_a_finalizer_holds_a_deleted_application_until_removed(kube, cleanup):
+    co = client.CustomObjectsApi(kube["api"])
+    name = f"ct-fin-{uuid.uuid4().hex[:8]}"
+    m = quiet(kube, name)
+    m["metadata"]["finalizers"] = ["contract.sdp/hold"]
+    co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, m)
+    cleanup.append(name)
+    answered = co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    assert answered["metadata"]["deletionTimestamp"]
+    held = co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    assert held["metadata"]["deletionTimestamp"] and held["metadata"]["finalizers"] == ["contract.sdp/hold"]
+    with pytest.raises(client.ApiException) as err:
+        co.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, name, {"metadata": {"finalizers": ["contract.sdp/hold", "contract.sdp/more"]}}
+        )
+    assert err.value.status == 422 and "finalizers" in status_of(err.value)["message"]
+    co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, {"metadata": {"finalizers": None}})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+        except client.ApiException as exc:
+            assert exc.status == 404
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

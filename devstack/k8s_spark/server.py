@@ -1,25 +1,31 @@
 """Kubernetes API subset + Spark Operator stand-in (aiohttp), for the clean room's Spark runs.
 
 The API server part (paths, Status objects and codes as kube-apiserver answers them; checked with
-the official ``kubernetes`` client):
+the official ``kubernetes`` client in ``tests/contract/test_cleanroom_k8s_contract.py``):
 
-* ``POST|GET /apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications`` (create, list)
-* ``GET|DELETE /apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications/{name}``
+* ``/apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications``: ``POST`` (create,
+  ``generateName``), ``GET`` (list; ``watch=true`` streams events), ``DELETE`` (deletecollection)
+* ``.../sparkapplications/{name}``: ``GET``, ``PUT``, ``PATCH`` (merge and JSON patch), ``DELETE``;
+  ``.../{name}/status``: ``GET``, ``PUT``, ``PATCH`` (the status subresource)
+* ``labelSelector`` / ``fieldSelector`` (``selectors.py``), ``dryRun=All``, ``fieldValidation``
+  (unknown fields pruned as ``pruning.py`` says: ``Warning`` headers, or 400 when ``Strict``),
+  ``resourceVersion`` preconditions (409 Conflict), finalizers, ``limit``/``continue``
 * ``GET /api/v1/namespaces/{ns}/pods/{pod}`` and ``.../pods/{pod}/log`` (``tailLines``, ``limitBytes``)
 * ``GET /version``, ``GET /apis/sparkoperator.k8s.io/v1beta2`` (discovery)
 
-Bearer tokens map to a user and the namespaces it may use (401 Unauthorized without a known
-token, 403 Forbidden outside its namespaces). A created SparkApplication is validated against the
-CRD's openAPIV3Schema shipped here (422 Invalid), names must be DNS-1123 (422), a second create of
-one name is 409 AlreadyExists, unknown names 404 NotFound.
+Each rule cites the kubernetes/kubernetes file it follows. Bearer tokens map to a user and the
+namespaces it may use (401 Unauthorized without a known token, 403 Forbidden outside its
+namespaces). Objects are validated against the CRD's openAPIV3Schema shipped here (422 Invalid),
+names must be DNS-1123 (422), a second create of one name is 409 AlreadyExists, unknown names 404.
 
-The operator part runs each application for real: the main application file (``local://`` or a
-path) is copied into the application's work directory and started with ``spark-submit --master
-local[N]`` (N = executor instances x cores, capped at the machine's CPUs), with the sparkConf,
-driver memory and arguments of the spec. The status moves SUBMITTED -> RUNNING -> COMPLETED or
-FAILED (``status.applicationState``, ``driverInfo.podName`` = ``<name>-driver``,
-``sparkApplicationId``, ``submissionAttempts``, ``executionAttempts``, ``terminationTime``); the
-driver's output is the pod log. DELETE stops a running application (SIGTERM, then SIGKILL).
+The operator part follows kubeflow/spark-operator's state machine (``operate``) and runs each
+application for real: the main application file (``local://`` or a path) is copied into the
+application's work directory and started with ``spark-submit --master local[N]`` (N = executor
+instances x cores, capped at the machine's CPUs), with the sparkConf, driver memory and arguments
+of the spec. The status moves SUBMITTED -> RUNNING -> SUCCEEDING -> COMPLETED or FAILING -> FAILED
+(or a rerun, as ``spec.restartPolicy`` says); a failed submission is SUBMISSION_FAILED, then
+resubmitted or FAILED. ``driverInfo.podName`` = ``<name>-driver``; the driver's output is the pod
+log. DELETE stops a running application (SIGTERM, then SIGKILL).
 
 The confidential node part: the driver gets ``CCR_ATTESTATION_URL`` and ``CCR_ATTESTATION_TOKEN``
 (in a real clean room the attestation sidecar in the pod). ``POST`` there with ``{"report_data":

@@ -992,6 +992,8 @@ class K8sSpark:
                     event = await asyncio.wait_for(queue.get(), left)
                 except TimeoutError:
                     break
+                if event is None:  # the server stops: the stream ends, as kube-apiserver ends it
+                    break
                 if event[0] > last:
                     await deliver(event)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -1305,6 +1307,10 @@ class K8sSpark:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
 
+    async def end_watches(self, app: web.Application) -> None:
+        for queue in list(self.watchers):
+            queue.put_nowait(None)
+
     async def stop_all(self, app: web.Application) -> None:
         for key in list(self.runtime):
             await self.stop_driver(*key)
@@ -1371,5 +1377,6 @@ class K8sSpark:
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}", self.pod)
         app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}/log", self.pod_log)
         app.router.add_post("/attest/v1/namespaces/{ns}/sparkapplications/{name}", self.attest)
+        app.on_shutdown.append(self.end_watches)
         app.on_cleanup.append(self.stop_all)
         return app

@@ -1,6 +1,10 @@
 """The Kubernetes API subset of the Spark Operator path: SparkApplications (create, get, list,
 delete, 409/404/422/401/403 as Status objects), the operator's status and the driver pod's log,
-through the official ``kubernetes`` client and the cncf.kubernetes provider's ``KubernetesHook``.
+through the official ``kubernetes`` client and the cncf.kubernetes provider's ``KubernetesHook``;
+and what kube-apiserver and the Spark Operator do that a lax stand-in would hide (issue 13): label
+and field selectors, dryRun, pruning and fieldValidation, generateName, PUT/PATCH/status with
+resourceVersion conflicts, finalizers, watch, deletecollection, the driver failing on a missing
+main file, restart policies and SUBMISSION_FAILED ending FAILED.
 
 Against a real cluster with the Spark Operator when ``CLEANROOM_K8S_KUBECONFIG`` is set (a kubeconfig
 path; ``CLEANROOM_K8S_NAMESPACE`` default ``cleanroom``, ``CLEANROOM_K8S_APP_FILE`` default the
@@ -158,6 +162,25 @@ def test_the_providers_kubernetes_hook_works_with_it(kube, monkeypatch):
         hook.get_custom_object(GROUP, VERSION, PLURAL, name, namespace=NS)["metadata"]["uid"]
         == created["metadata"]["uid"]
     )
+    # the hook's own client watches it (what a watch-based sensor or trigger would do)
+    from kubernetes import watch
+
+    w = watch.Watch()
+    first = next(
+        iter(
+            w.stream(
+                hook.custom_object_client.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                NS,
+                PLURAL,
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=10,
+            )
+        )
+    )
+    w.stop()
+    assert first["type"] == "ADDED" and first["object"]["metadata"]["uid"] == created["metadata"]["uid"]
     hook.delete_custom_object(GROUP, VERSION, PLURAL, name, namespace=NS)
 
 

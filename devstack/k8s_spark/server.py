@@ -139,6 +139,8 @@ def status_obj(code: int, reason: str, message: str, details: dict | None = None
         "reason": reason,
         "code": code,
     }
+    if not reason:  # StatusReasonUnknown is "" and omitted
+        del body["reason"]
     if details:
         body["details"] = details
     return web.json_response(body, status=code)
@@ -321,7 +323,8 @@ class K8sSpark:
         for obj in data.get("objects", []):
             state = ((obj.get("status") or {}).get("applicationState") or {}).get("state")
             if state not in TERMINAL:  # its driver died with the previous operator
-                obj.setdefault("status", {})["applicationState"] = {
+                obj.setdefault("status", {}).setdefault("driverInfo", {})
+                obj["status"]["applicationState"] = {
                     "state": "FAILED",
                     "errorMessage": "the Spark operator restarted while the application ran",
                 }
@@ -605,6 +608,11 @@ class K8sSpark:
             )
         if causes:
             return self._invalid(name, causes)
+        if meta.get("resourceVersion") and not dry_run:
+            # etcd3 store.Create refuses it with a plain error before looking for the key, which
+            # ErrorToAPIStatus answers as a 500 with no reason (staging/src/k8s.io/apiserver/pkg/storage/
+            # etcd3/store.go, .../endpoints/handlers/responsewriters/status.go)
+            return status_obj(500, "", "resourceVersion should not be set on objects to be created")
         if (ns, name) in self.objects:
             return status_obj(
                 409,
@@ -1071,6 +1079,7 @@ class K8sSpark:
             return  # deleted meanwhile
         obj = cur
         status = obj.setdefault("status", {})
+        status.setdefault("driverInfo", {})  # the operator's status always carries it (a Go struct)
         status["applicationState"] = {
             "state": state,
             **({"errorMessage": fields.pop("error")} if "error" in fields else {}),

@@ -607,3 +607,16 @@ def test_a_finalizer_holds_a_deleted_application_until_removed(kube, cleanup):
             break
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_a_create_carrying_a_resource_version_is_refused(kube):
+    co = client.CustomObjectsApi(kube["api"])
+    name = f"ct-rv-{uuid.uuid4().hex[:8]}"
+    m = quiet(kube, name)
+    m["metadata"]["resourceVersion"] = "12345"
+    with pytest.raises(client.ApiException) as err:
+        co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, m)
+    assert err.value.status == 500 and "resourceVersion should not be set" in status_of(err.value)["message"]
+    with pytest.raises(client.ApiException) as gone:
+        co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    assert gone.value.status == 404

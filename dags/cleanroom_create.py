@@ -6,7 +6,7 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from include.cleanroom.names import COLUMN_PATTERN, DATASET_PATTERN, DOCUMENT_ID_PATTERN, MEMBER_PATTERN
-from sensitive_data.operators.cleanroom import (
+from sensitive_data.operators.cleanroom_governance import (
     CleanroomAwaitAcceptanceOperator,
     CleanroomProposeContractOperator,
     CleanroomVoteOperator,
@@ -83,7 +83,8 @@ with DAG(
             uniqueItems=True,
             items={"type": "string", "pattern": MEMBER_PATTERN},
             title="Members",
-            description="The governance members who must all accept the contract (one per line).",
+            description="The collaboration's members (one per line). Governance accepts the contract only when "
+            "every active member of the consortium voted accept, each with its own credentials.",
         ),
         "datasets": Param(
             [
@@ -113,15 +114,6 @@ with DAG(
             title="Result recipient",
             description="The member who receives results; empty: this deployment's member.",
         ),
-        "voter_conn_ids": Param(
-            ["cleanroom_governance"],
-            type="array",
-            uniqueItems=True,
-            items={"type": "string", "minLength": 1},
-            title="Delegated ballots",
-            description="Governance connections of the members who delegated their ballot to "
-            "this platform: each votes accept. Other members vote with their own CGS client.",
-        ),
         "acceptance_timeout_minutes": Param(
             7 * 24 * 60,
             type="integer",
@@ -138,18 +130,24 @@ with DAG(
             title="Governance connection",
             description="This deployment's member connection to the clean room governance service (CGS).",
         ),
+        "kubernetes_conn_id": Param(
+            "cleanroom_k8s",
+            type="string",
+            minLength=1,
+            title="Kubernetes connection",
+            description="The cluster whose clean room job the contract's measurement describes.",
+        ),
     },
     doc_md="""
 ### Confidential clean room: create
 
 1. **propose_contract** - the contract (members, datasets with owners and schemas, minimum group
-   size, result recipient, and the approved clean room measurement: the sha256 of
-   `include/cleanroom/spark_job.py`) is written to governance and proposed. Re-running with the
-   same terms changes nothing.
-2. **vote** - the members who delegated their ballot to this platform (their governance
-   connections in *Delegated ballots*) vote accept.
-3. **await_acceptance** - deferred until every member has accepted; fails naming who rejected,
-   or who has not voted when the voting period ends.
+   size, result recipient, the measurement of the whole clean room job - main file, runtime
+   package, arguments, env, conf - and governance's service identity, which the job pins) is
+   written to governance and proposed. Re-running with the same terms changes nothing.
+2. **vote** - this deployment's own member votes accept. Every other member votes itself.
+3. **await_acceptance** - deferred until every active member has accepted; fails naming who
+   rejected, or who has not voted when the voting period ends.
 
 Then run `cleanroom_prepare`. See docs/cleanroom.md.
 """,
@@ -163,12 +161,13 @@ Then run `cleanroom_prepare`. See docs/cleanroom.md.
         min_group_size="{{ params.min_group_size }}",
         recipient="{{ params.result_recipient }}",
         cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
+        kubernetes_conn_id="{{ params.kubernetes_conn_id }}",
     )
     vote = CleanroomVoteOperator(
         task_id="vote",
         kind="contract",
         target_id="{{ params.contract_id }}",
-        voter_conn_ids="{{ params.voter_conn_ids }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
     )
     await_acceptance = CleanroomAwaitAcceptanceOperator(
         task_id="await_acceptance",

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from include.cleanroom.names import COLUMN_PATTERN, DATASET_PATTERN, DOCUMENT_ID_PATTERN
-from sensitive_data.operators.cleanroom import (
+from include.cleanroom.names import DATASET_PATTERN, DOCUMENT_ID_PATTERN
+from sensitive_data.operators.cleanroom_datasets import CleanroomPublishDatasetsOperator
+from sensitive_data.operators.cleanroom_governance import (
+    CleanroomAutoApproveOperator,
     CleanroomAwaitAcceptanceOperator,
     CleanroomProposeQueryOperator,
-    CleanroomPublishDatasetsOperator,
-    CleanroomVoteOperator,
 )
 
 STORAGE = "{{ var.value.get('cleanroom_storage_dir', '') }}"
 STAGING = "{{ var.value.get('cleanroom_staging_dir', '') }}"
 QUERY = (
-    "SELECT a.region, COUNT(DISTINCT a.patient_id) AS n, SUM(a.visits + b.visits) AS visits\n"
+    "SELECT a.region, SUM(a.visits) AS visits_a, SUM(b.visits) AS visits_b\n"
     "FROM visits_a a JOIN visits_b b ON a.patient_id = b.patient_id\n"
     "GROUP BY a.region"
 )
@@ -47,35 +47,27 @@ with DAG(
             title="Contract id",
             description="The accepted contract (cleanroom_create).",
         ),
-        "parties": Param(
+        "sources": Param(
             [
-                {
-                    "dataset": "visits_a",
-                    "source": "hospital_a/visits.csv",
-                    "member_conn_id": "cleanroom_member_hospital_a",
-                },
-                {
-                    "dataset": "visits_b",
-                    "source": "hospital_b/visits.csv",
-                    "member_conn_id": "cleanroom_member_hospital_b",
-                },
+                {"dataset": "visits_a", "source": "hospital_a/visits.csv"},
+                {"dataset": "visits_b", "source": "hospital_b/visits.csv"},
             ],
             type="array",
             minItems=1,
-            title="Parties",
+            title="Sources",
             items={
                 "type": "object",
-                "required": ["dataset", "source", "member_conn_id"],
+                "required": ["dataset", "source"],
                 "additionalProperties": False,
                 "properties": {
                     "dataset": {"type": "string", "pattern": DATASET_PATTERN},
                     "source": {"type": "string", "minLength": 1},
-                    "member_conn_id": {"type": "string", "minLength": 1},
                 },
             },
-            description="For each dataset: its plaintext source (relative to the staging directory, Variable "
-            "cleanroom_staging_dir, or absolute; either way inside <staging>/<owner>/) and the governance "
-            "connection of its owner, who seals it and publishes its key.",
+            description="For each dataset: its plaintext source, relative to the staging directory (Variable "
+            "cleanroom_staging_dir) or absolute, in either case inside <staging>/<owner>/. Only datasets whose "
+            "owner registered its automation to publish them are sealed here; the owner's automation identity "
+            "seals and publishes, never a connection chosen here.",
         ),
         "document_id": Param(
             "visits-by-region",
@@ -90,16 +82,10 @@ with DAG(
             minLength=1,
             maxLength=20_000,
             title="Spark SQL query",
-            description="One SELECT over the contract's datasets (by name). It must output each group's "
-            "size in the count column; DDL, DML, other tables, paths and table functions are refused.",
+            description="One Spark SQL SELECT over the contract's datasets (by name), within every owner's "
+            "analysis rules: group by allowed dimensions, aggregate allowed measures; the clean room computes "
+            "the group sizes itself and drops groups below k.",
             format="multiline",
-        ),
-        "count_column": Param(
-            "n",
-            type="string",
-            pattern=COLUMN_PATTERN,
-            title="Count column",
-            description="The output column holding each group's size (groups below the minimum are suppressed).",
         ),
         "min_group_size": Param(
             None,
@@ -108,22 +94,14 @@ with DAG(
             title="Minimum group size",
             description="Stricter than the contract's minimum, or empty for the contract's.",
         ),
-        "voter_conn_ids": Param(
-            ["cleanroom_member_hospital_a", "cleanroom_member_hospital_b"],
-            type="array",
-            uniqueItems=True,
-            items={"type": "string", "minLength": 1},
-            title="Delegated approvals",
-            description="Governance connections of data owners who delegated their approval: "
-            "each re-checks the query against the contract and votes.",
-        ),
         "acceptance_timeout_minutes": Param(
             7 * 24 * 60,
             type="integer",
             minimum=1,
             maximum=90 * 24 * 60,
             title="Approval period (minutes)",
-            description="How long to wait (deferred) for the data owners' approvals.",
+            description="How long to wait (deferred) for the approvals of data owners without an "
+            "auto-approval policy, who vote themselves.",
         ),
         "cleanroom_governance_conn_id": Param(
             "cleanroom_governance",
@@ -136,15 +114,14 @@ with DAG(
     doc_md="""
 ### Confidential clean room: prepare
 
-1. **publish_datasets** - for each party, as its own governance member: the plaintext source is
-   checked against the contract's schema, sealed (AES-256-GCM, 64 KiB segments) with a fresh key
-   into the party's storage, and the key is published as the owner's governance secret
-   `<dataset>-dek`: governance releases it only to an attested clean room whose measurement is
-   the contract's, for a query its owner approved, while consent stands.
-2. **propose_query** - the Spark SQL is validated (one SELECT over the contract's datasets, group
-   size column) and proposed as a query document whose approvers are the owners of the datasets
-   it reads.
-3. **vote_query** - delegated data owners re-check and approve it.
+1. **publish_datasets** - for each dataset whose owner registered its automation to publish it:
+   as that owner's automation identity, the source is checked against the contract's schema,
+   sealed (AES-256-GCM) with a fresh key, and the key published as the owner's secret
+   `<dataset>-dek` (released only to the attested clean room, for a query its owner approved).
+2. **propose_query** - the SQL is checked against the owners' analysis rules (kept in governance)
+   and proposed; the approvers are the owners of the datasets it reads.
+3. **auto_approve** - owners who registered "accept queries that satisfy my analysis rules" have
+   their own automation re-check and vote; everyone else votes themselves.
 4. **await_query_approval** - deferred until every data owner has approved.
 
 Then run `cleanroom_run`. See docs/cleanroom.md.
@@ -153,7 +130,7 @@ Then run `cleanroom_run`. See docs/cleanroom.md.
     publish = CleanroomPublishDatasetsOperator(
         task_id="publish_datasets",
         contract_id="{{ params.contract_id }}",
-        parties="{{ params.parties }}",
+        sources="{{ params.sources }}",
         storage_dir=STORAGE,
         staging_dir=STAGING,
         cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
@@ -163,15 +140,13 @@ Then run `cleanroom_run`. See docs/cleanroom.md.
         contract_id="{{ params.contract_id }}",
         document_id="{{ params.document_id }}",
         query="{{ params.query }}",
-        count_column="{{ params.count_column }}",
         min_group_size="{{ params.min_group_size }}",
         cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
     )
-    vote = CleanroomVoteOperator(
-        task_id="vote_query",
-        kind="document",
-        target_id="{{ params.document_id }}",
-        voter_conn_ids="{{ params.voter_conn_ids }}",
+    vote = CleanroomAutoApproveOperator(
+        task_id="auto_approve",
+        document_id="{{ params.document_id }}",
+        cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
     )
     await_approval = CleanroomAwaitAcceptanceOperator(
         task_id="await_query_approval",

@@ -6,12 +6,11 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from include.cleanroom.names import DOCUMENT_ID_PATTERN
-from sensitive_data.operators.cleanroom import (
+from sensitive_data.operators.cleanroom_governance import (
     CleanroomAuditTrailOperator,
     CleanroomCheckRunnableOperator,
-    CleanroomCollectResultOperator,
-    CleanroomSparkRunOperator,
 )
+from sensitive_data.operators.cleanroom_spark import CleanroomCollectResultOperator, CleanroomSparkRunOperator
 
 STORAGE = "{{ var.value.get('cleanroom_storage_dir', '') }}"
 OUTPUT = "{{ var.value.get('cleanroom_output_dir', '') }}"
@@ -49,21 +48,6 @@ with DAG(
             title="Query id",
             description="The approved query document to run.",
         ),
-        "executor_instances": Param(
-            1,
-            type="integer",
-            minimum=1,
-            maximum=64,
-            title="Spark executors",
-            description="Number of Spark executors of the run.",
-        ),
-        "executor_memory": Param(
-            "1g",
-            type="string",
-            pattern="^[0-9]+[kmg]$",
-            title="Executor memory",
-            description="Memory per executor, like 512m or 2g.",
-        ),
         "run_timeout_minutes": Param(
             360,
             type="integer",
@@ -93,12 +77,13 @@ with DAG(
 1. **check_runnable** - refuses, naming who, unless the contract is accepted, the query document
    is approved by every owner of the datasets it reads, no member has revoked consent (contract or
    document execution disabled), and every dataset's key and sealed file are published.
-2. **run_query** - a SparkApplication (`sparkoperator.k8s.io/v1beta2`) runs
-   `include/cleanroom/spark_job.py` through the Spark Operator; the task waits deferred. In the
-   clean room the application attests itself, gets the query and the datasets' keys from
-   governance (released only for the approved measurement, approvals and consent), decrypts the
-   datasets, runs the query and writes only groups of at least the minimum size.
-3. **collect_result** - result summary (rows, columns, suppressed groups) and the driver log.
+2. **run_query** - a SparkApplication (`sparkoperator.k8s.io/v1beta2`) runs the clean room job
+   through the Spark Operator; the task waits deferred. Inside, the job attests the whole job,
+   pins governance's identity, fetches the query, the owners' analysis rules and the keys,
+   checks the query again, debits the privacy budget, and releases only groups of at least k
+   distinct identities (with noise where an owner asks for differential privacy).
+3. **collect_result** - the run's structured summary (rows, suppressed groups, epsilon, timings);
+   the driver's log never reaches Airflow.
 4. **audit_trail** - governance's record of the run and of the decisions behind it.
 
 See docs/cleanroom.md.
@@ -116,19 +101,17 @@ See docs/cleanroom.md.
         contract_id="{{ params.contract_id }}",
         document_id="{{ params.document_id }}",
         output_dir=OUTPUT,
-        executor_instances="{{ params.executor_instances }}",
-        executor_memory="{{ params.executor_memory }}",
+        runnable=check.output,
         run_timeout_minutes="{{ params.run_timeout_minutes }}",
         kubernetes_conn_id="{{ params.kubernetes_conn_id }}",
         cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
     )
-    collect = CleanroomCollectResultOperator(
-        task_id="collect_result", kubernetes_conn_id="{{ params.kubernetes_conn_id }}"
-    )
+    collect = CleanroomCollectResultOperator(task_id="collect_result", run=run.output)
     audit = CleanroomAuditTrailOperator(
         task_id="audit_trail",
         contract_id="{{ params.contract_id }}",
         document_id="{{ params.document_id }}",
+        run=run.output,
         cleanroom_governance_conn_id="{{ params.cleanroom_governance_conn_id }}",
     )
-    check >> run >> collect >> audit
+    collect >> audit

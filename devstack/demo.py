@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from devstack.airflow_stack import AirflowStack, RunResult
-from devstack.cleanroom_sample import make_sources
+from devstack.cleanroom_sample import Owner, make_sources, owners_setup
 from devstack.procs import StackError
 from devstack.stack import print_access, up
 
@@ -195,19 +195,32 @@ def hpcs(stack: AirflowStack) -> bool:
 
 
 def cleanroom(stack: AirflowStack) -> bool:
-    """Two hospitals and an analyst: contract, sealed datasets, an approved query run on Spark."""
+    """Two hospitals and an analyst: the analyst proposes the contract, each hospital accepts it and
+    keeps its analysis rules and auto-approval policy in governance (with its own credentials); the
+    platform seals and publishes through the hospitals' automation, the query is approved by their
+    policies and runs in the attested clean room."""
     local = Path(stack.vars["SDP_LOCAL"])
+    cgs_url = f"http://127.0.0.1:{stack.vars['SDP_CGS_PORT']}"
     make_sources(local / "cleanroom" / "staging")
     stamp = time.strftime("%Y%m%dT%H%M%S").lower()
     ids = {"contract_id": f"demo-{stamp}", "document_id": f"visits-{stamp}"}
-    voters = ["cleanroom_governance", "cleanroom_member_hospital_a", "cleanroom_member_hospital_b"]
     print(f"\n== Confidential clean room: contract {ids['contract_id']}, query {ids['document_id']}")
-    for dag_id, conf, timeout in (
-        ("cleanroom_create", {"contract_id": ids["contract_id"], "voter_conn_ids": voters}, 240),
-        ("cleanroom_prepare", ids, 240),
-        ("cleanroom_run", ids, 420),
-    ):
-        result = stack.run(dag_id, conf=conf, timeout=timeout)
+    stack.wait_for_dags(["cleanroom_create"])
+    stack.unpause("cleanroom_create")
+    resp = stack.trigger("cleanroom_create", {"contract_id": ids["contract_id"]})
+    if resp.status_code != 200:
+        raise StackError(f"triggering cleanroom_create: {resp.status_code} {resp.text}")
+    for member in ("hospital_a", "hospital_b"):  # each hospital votes with its own client
+        Owner(cgs_url, member).accept_contract(ids["contract_id"])
+    result = stack.wait("cleanroom_create", resp.json()["dag_run_id"], timeout=240)
+    print_run("cleanroom_create", result)
+    if result.state != "success":
+        print(result.explain())
+        return False
+    owners_setup(cgs_url, ids["contract_id"])
+    print("   hospital_a, hospital_b: analysis rules (identity patient_id, k=5) and auto-approval policies registered")
+    for dag_id, timeout in (("cleanroom_prepare", 240), ("cleanroom_run", 420)):
+        result = stack.run(dag_id, conf=ids, timeout=timeout)
         print_run(dag_id, result)
         if result.state != "success":
             print(result.explain())

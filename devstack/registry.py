@@ -182,8 +182,11 @@ register(
         port_var="SDP_CGS_PORT",
         default_port=9290,
         env={"SDP_CGS_MEMBERS": "analyst=devstack-cgs-analyst hospital_a=devstack-cgs-hospital-a "
-                                "hospital_b=devstack-cgs-hospital-b"},
-        secrets=("devstack-cgs-analyst", "devstack-cgs-hospital-a", "devstack-cgs-hospital-b"),
+                                "hospital_b=devstack-cgs-hospital-b",
+             # the hospitals' automation identities: powerless until the hospital registers a policy
+             "SDP_CGS_AUTOMATION": "hospital_a=devstack-cgs-auto-hospital-a hospital_b=devstack-cgs-auto-hospital-b"},
+        secrets=("devstack-cgs-analyst", "devstack-cgs-hospital-a", "devstack-cgs-hospital-b",
+                 "devstack-cgs-auto-hospital-a", "devstack-cgs-auto-hospital-b"),
         needs=("k8s_spark",),
     )
 )

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--member", action="append", default=[],
                    help="ID=TOKEN of a consortium member (repeat); default: $SDP_CGS_MEMBERS, space-separated "
                         "(keeps the tokens off argv)")
+    p.add_argument("--automation", action="append", default=[],
+                   help="OWNER=TOKEN: an owner's automation identity (repeat); default: $SDP_CGS_AUTOMATION, "
+                        "space-separated (keeps the tokens off argv)")
     p.add_argument("--attestation-root-file", required=True)
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -37,7 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         members[member] = token
     if len(members) < 2:
         p.error("a consortium needs at least two members")
-    gov = Governance(members, Path(args.state_dir), Path(args.attestation_root_file))
+    automation = {}
+    for item in args.automation or os.environ.get("SDP_CGS_AUTOMATION", "").split():
+        owner, _, token = item.partition("=")
+        if owner not in members or not token or token in members.values():
+            p.error(f"--automation {item!r}: give OWNER=TOKEN for a member, with a token of its own")
+        automation[owner] = token
+    gov = Governance(members, Path(args.state_dir), Path(args.attestation_root_file), automation)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -51,12 +51,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
+from devstack.cleanroom_governance.owners import OwnerDecisions, load_service_key
+
 log = logging.getLogger("devstack.cleanroom_governance")
 
 MAX_SECRET_LENGTH = 25600
 ATTESTATION_MAX_AGE = 15 * 60
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
 
 
 def _execution(item: dict | None, statuses: dict, not_accepted: tuple[str, str], disabled_by: tuple[str, str]) -> dict:
@@ -70,6 +71,7 @@ def _execution(item: dict | None, statuses: dict, not_accepted: tuple[str, str],
     code, message = disabled_by
     return {"status": "disabled", "reason": {"code": code, "message": f"{message}m[{','.join(disabled)}]."}}
 
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -80,10 +82,26 @@ def error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-class Governance:
-    def __init__(self, members: dict[str, str], state_dir: Path, attestation_root_file: Path):
+class Governance(OwnerDecisions):
+    ApiError = ApiError
+
+    def __init__(
+        self,
+        members: dict[str, str],
+        state_dir: Path,
+        attestation_root_file: Path,
+        automation: dict[str, str] | None = None,
+    ):
         self.members = dict(members)  # id -> token
         self.by_token = {t: m for m, t in self.members.items()}
+        # an owner's automation identity: token -> owner (powers only under the owner's policy)
+        self.automation_tokens = {t: m for m, t in (automation or {}).items()}
+        unknown = sorted(set(self.automation_tokens.values()) - set(self.members))
+        if unknown:
+            raise ValueError(f"automation identities of unknown members: {unknown}")
+        self.analysis: dict[str, dict[str, dict]] = {}
+        self.autoapproval: dict[str, dict[str, dict]] = {}
+        self.service_key = load_service_key(Path(state_dir))
         self.state_dir = Path(state_dir)
         self.root_file = Path(attestation_root_file)
         self._root = None
@@ -107,6 +125,8 @@ class Governance:
         "document_status",
         "secrets",
         "events",
+        "analysis",
+        "autoapproval",
     )
 
     def load(self) -> None:
@@ -145,9 +165,22 @@ class Governance:
         )
 
     # ------------------------------------------------------------------ callers
-    def member(self, request: web.Request) -> str:
+    def member(self, request: web.Request, automation: bool = False) -> str:
+        """The calling member. An owner's automation identity may read (GET); it may write only
+        where the handler allows it (``automation=True``) and then checks the owner's policy."""
         header = request.headers.get("Authorization", "")
-        member = self.by_token.get(header[7:].strip()) if header.startswith("Bearer ") else None
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        member = self.by_token.get(token)
+        if member is None and token in self.automation_tokens:
+            member = self.automation_tokens[token]
+            request["automation"] = True
+            if request.method != "GET" and not automation:
+                raise ApiError(
+                    403,
+                    "AutomationNotAllowed",
+                    f"The automation identity of {member} may only vote on query documents and publish "
+                    "dataset keys, under the policy its owner registered.",
+                )
         if member is None:
             raise ApiError(
                 401,
@@ -251,8 +284,10 @@ class Governance:
         return view
 
     def required_voters(self, data: dict) -> list[str]:
-        listed = (data or {}).get("members")
-        return sorted(listed) if isinstance(listed, list) and listed else sorted(self.members)
+        """Every active member of the consortium: the clean room constitution resolves a
+        ``set_contract`` proposal only when all active members voted accept (azure-cleanroom
+        ``src/governance/ccf-app/js/constitution``, ``resolve``), whatever the contract lists."""
+        return sorted(self.members)
 
     async def list_contracts(self, request: web.Request) -> web.Response:
         self.member(request)
@@ -324,9 +359,6 @@ class Governance:
         if c["state"] == "Proposed":
             return web.json_response(self.proposal_view(c["proposalId"]))
         voters = self.required_voters(c["data"])
-        strangers = [m for m in voters if m not in self.members]
-        if strangers:
-            raise ApiError(400, "UnknownMembers", f"The contract names unknown member(s): {', '.join(strangers)}.")
         pid = hashlib.sha256(f"{cid}|{uuid.uuid4()}".encode()).hexdigest()
         self.proposals[pid] = {
             "kind": "contract",
@@ -350,7 +382,8 @@ class Governance:
         view = {
             "proposalId": pid,
             "proposerId": p["proposerId"],
-            "state": p["state"],
+            # CCF's governance API (and so CGS) names the state ``proposalState``
+            "proposalState": p["state"],
             "ballotCount": len(p["votes"]),
             "requiredVoters": p["required"],
             "votes": [{"memberId": m, "vote": v} for m, v in sorted(p["votes"].items())],
@@ -381,6 +414,8 @@ class Governance:
                 f"Member {member} is not an approver of this document (approvers: {', '.join(p['required'])}).",
             )
         if member in p["votes"]:
+            if p["votes"][member] == accept:  # the same ballot again: accepted, nothing changes
+                return p
             raise ApiError(400, "VoteAlreadyExists", "Vote already submitted.")
         p["votes"][member] = accept
         if not accept and member in p["required"]:
@@ -586,10 +621,12 @@ class Governance:
         return web.json_response(self.proposal_view(pid))
 
     async def vote_document(self, request: web.Request) -> web.Response:
-        member = self.member(request)
+        member = self.member(request, automation=True)
         did = request.match_info["id"]
         view = self.document_view(did)
         accept, pid = await self._ballot(request, view, "UserDocumentNotProposed", "document", "UserDocument")
+        if request.get("automation"):
+            self.automation_may_vote(member, view)
         p = self._vote(member, pid, accept)
         d = self.documents[did]
         self.audit(
@@ -599,6 +636,7 @@ class Governance:
             documentId=did,
             proposalId=pid,
             ballot="accepted" if accept else "rejected",
+            via="automation" if request.get("automation") else "member",
         )
         if p["state"] == "Accepted":
             d.update(
@@ -685,11 +723,13 @@ class Governance:
 
     # ------------------------------------------------------------------ secrets
     async def put_secret(self, request: web.Request) -> web.Response:
-        member = self.member(request)
+        member = self.member(request, automation=True)
         cid, name = request.match_info["id"], request.match_info["name"]
         body = await self.body(request)
         if cid not in self.contracts:
             raise ApiError(404, "ContractNotFound", "A contract with the specified id was not found.")
+        if request.get("automation"):
+            self.automation_may_publish(member, cid, name)
         value = body.get("value")
         if not value or not isinstance(value, str):
             raise ApiError(400, "ValueMissing", "Value must be supplied.")
@@ -702,7 +742,13 @@ class Governance:
             )
         secret_id = f"{member}_{name}"
         self.secrets.setdefault(cid, {})[secret_id] = {"value": value, "owner": member}
-        self.audit(cid, "secret_put", memberId=member, secretId=secret_id)
+        self.audit(
+            cid,
+            "secret_put",
+            memberId=member,
+            secretId=secret_id,
+            via="automation" if request.get("automation") else "member",
+        )
         self.save()
         return web.json_response({"secretId": secret_id})
 
@@ -837,9 +883,11 @@ class Governance:
         @web.middleware
         async def errors(request: web.Request, handler):
             try:
-                return await handler(request)
+                resp = await handler(request)
             except ApiError as exc:
-                return error(exc.status, exc.code, exc.message)
+                resp = error(exc.status, exc.code, exc.message)
+            self.sign_response(request, resp)
+            return resp
 
         app = web.Application(middlewares=[errors], client_max_size=4 * 1024 * 1024)
         r = app.router
@@ -864,6 +912,14 @@ class Governance:
         r.add_put("/contracts/{id}/events", self.put_event)
         r.add_post("/contracts/{cid}/acceptedUserDocuments/{did}", self.accepted_document)
         r.add_post("/contracts/{cid}/userdocuments/{did}/consentcheck/execution", self.consent_check_document)
+        r.add_get("/service/identity", self.service_identity)
+        r.add_get("/contracts/{id}/datasets/{dataset}/analysisrules", self.get_rules)
+        r.add_put("/contracts/{id}/datasets/{dataset}/analysisrules", self.put_rules)
+        r.add_post("/contracts/{id}/datasets/{dataset}/analysisrules", self.runtime_rules)
+        r.add_post("/contracts/{id}/budget/debit", self.debit_budget)
+        r.add_get("/contracts/{id}/autoapproval", self.list_autoapproval)
+        r.add_put("/contracts/{id}/autoapproval", self.put_autoapproval)
+        r.add_delete("/contracts/{id}/autoapproval", self.put_autoapproval)
         r.add_get("/proposals/{pid}", self.get_proposal)
         r.add_get("/proposals/{pid}/actions", self.get_proposal_actions)
         r.add_get("/userdocuments", self.list_documents)

@@ -2,12 +2,16 @@
 
 A **contract** (CGS ``/contracts/{id}``, its ``data``) names the members who must accept it, the
 datasets (each owned by one member, with its columns), the smallest group a result may show
-(``minGroupSize``), who receives results, and the clean room's approved policy: the measurement
-(sha256) of the Spark application that alone may receive the datasets' keys.
+(``minGroupSize``, the floor under every owner's k), who receives results, and the clean room's
+approved policy: the measurement of the whole Spark job that alone may receive the datasets' keys
+(``include.cleanroom.manifest.job_measurement``) and governance's service identity, which that
+job pins (``governanceKey``, base64 PEM).
 
 A **query document** (CGS ``/userdocuments/{id}``, its ``data``) is one Spark SQL query against
-an accepted contract. Its approvers are the owners of the datasets it reads: it becomes runnable
-only when each of them has voted to accept it.
+an accepted contract, checked against the analysis rules of the datasets' owners
+(``include.cleanroom.sql.check_query``). Its approvers are the owners of the datasets it reads:
+it becomes runnable only when each of them (or the automation an owner registered under its
+auto-approval policy) has voted to accept it. The runtime checks it against the rules again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from include.cleanroom.names import (
     validate_document_id,
     validate_member,
 )
-from include.cleanroom.sql import ValidatedQuery, validate_query
 
 CONTRACT_KIND = "sdp.cleanroom.spark/v1"
 QUERY_KIND = "sdp.cleanroom.spark-sql/v1"
@@ -41,9 +44,8 @@ def application_file() -> Path:
     return Path(__file__).with_name("spark_job.py")
 
 
-def application_measurement(path: Path | str | None = None) -> str:
-    """The measurement the members approve: sha256 of the Spark application's bytes (what the
-    runtime attests; see docs/cleanroom-standins.md)."""
+def file_sha256(path: Path | str | None = None) -> str:
+    """sha256 of a file (by default the Spark application's main file)."""
     return hashlib.sha256(Path(path or application_file()).read_bytes()).hexdigest()
 
 
@@ -99,6 +101,7 @@ class Contract:
     min_group_size: int
     measurement: str
     recipient: str
+    governance_key: str = ""
 
     def to_data(self) -> dict[str, Any]:
         """The contract's ``data`` in governance."""
@@ -109,7 +112,7 @@ class Contract:
             "datasets": [d.to_data() for d in self.datasets],
             "minGroupSize": self.min_group_size,
             "resultRecipient": self.recipient,
-            "policy": {"measurement": self.measurement},
+            "policy": {"measurement": self.measurement, "governanceKey": self.governance_key},
         }
 
     @classmethod
@@ -143,11 +146,15 @@ class Contract:
         recipient = validate_member(data.get("resultRecipient"))
         if recipient not in members:
             raise CleanroomUserError(f"the result recipient {recipient} is not a member of the contract")
-        measurement = str((data.get("policy") or {}).get("measurement") or "")
+        policy = data.get("policy") or {}
+        measurement = str(policy.get("measurement") or "")
         if not _SHA256.match(measurement):
             raise CleanroomUserError("the contract's policy.measurement must be a sha256 (64 lowercase hex digits)")
+        governance_key = str(policy.get("governanceKey") or "")
+        if not governance_key:
+            raise CleanroomUserError("the contract's policy.governanceKey (governance's service identity) is missing")
         title = str(data.get("title") or contract_id)[:200]
-        return cls(contract_id, title, members, datasets, k, measurement, recipient)
+        return cls(contract_id, title, members, datasets, k, measurement, recipient, governance_key)
 
     def dataset(self, name: str) -> Dataset:
         for d in self.datasets:
@@ -164,9 +171,8 @@ class Contract:
 class QueryDocument:
     document_id: str
     contract_id: str
-    query: ValidatedQuery
+    sql: str
     min_group_size: int
-    count_column: str = "n"
     datasets: tuple[Dataset, ...] = field(default_factory=tuple)  # those the query reads
 
     def to_data(self) -> dict[str, Any]:
@@ -174,9 +180,8 @@ class QueryDocument:
         schema (what the clean room needs, approved together with the query)."""
         return {
             "kind": QUERY_KIND,
-            "query": self.query.sql,
+            "query": self.sql,
             "datasets": [d.to_data() for d in self.datasets],
-            "countColumn": self.count_column,
             "minGroupSize": self.min_group_size,
         }
 
@@ -186,35 +191,44 @@ class QueryDocument:
 
     @classmethod
     def create(
-        cls, document_id: str, contract: Contract, sql: str, count_column: str = "n", min_group_size: int | None = None
+        cls,
+        document_id: str,
+        contract: Contract,
+        sql: str,
+        rules: Mapping[str, Any],
+        min_group_size: int | None = None,
     ) -> QueryDocument:
-        """Validate ``sql`` against ``contract``; the group threshold is never below the contract's."""
+        """Check ``sql`` against the owners' analysis rules (``rules``: dataset -> AnalysisRules);
+        the threshold is never below the contract's. Raises the SQL check's ``QueryRefused``
+        (a ``CleanroomUserError``) naming the rule."""
+        from include.cleanroom.sql import check_query  # noqa: PLC0415 - sqlglot only where queries are checked
+
         validate_document_id(document_id, "query document id")
-        validate_column(count_column)
         k = contract.min_group_size if min_group_size is None else int(min_group_size)
         if k < contract.min_group_size:
             raise CleanroomUserError(
                 f"minGroupSize {k} is below the contract's {contract.min_group_size}: a query may only be stricter"
             )
-        query = validate_query(sql, [d.name for d in contract.datasets], count_column)
+        plan = check_query(sql, dict(rules), k)
         return cls(
             document_id,
             contract.contract_id,
-            query,
+            sql,
             k,
-            count_column,
-            tuple(contract.dataset(n) for n in query.datasets),
+            tuple(contract.dataset(n) for n in sorted(plan.datasets)),
         )
 
     @classmethod
-    def from_data(cls, document_id: str, contract: Contract, data: Mapping[str, Any]) -> QueryDocument:
-        """Re-validate a document read back from governance against its contract."""
+    def from_data(
+        cls, document_id: str, contract: Contract, data: Mapping[str, Any], rules: Mapping[str, Any]
+    ) -> QueryDocument:
+        """Re-check a document read back from governance against its contract and the rules."""
         if not isinstance(data, Mapping) or data.get("kind") != QUERY_KIND:
             raise CleanroomUserError(f"document {document_id} is not a clean-room query ({QUERY_KIND})")
-        return cls.create(
-            document_id,
-            contract,
-            str(data.get("query") or ""),
-            str(data.get("countColumn") or "n"),
-            data.get("minGroupSize"),
-        )
+        doc = cls.create(document_id, contract, str(data.get("query") or ""), rules, data.get("minGroupSize"))
+        if doc.to_data() != dict(data):
+            raise CleanroomUserError(
+                f"document {document_id} does not describe its query as this platform would (datasets, owners, "
+                "schemas or minimum group size differ)"
+            )
+        return doc

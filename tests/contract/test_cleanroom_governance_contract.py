@@ -223,3 +223,44 @@ def test_unknown_callers_are_refused(members):
     url = next(iter(members.values())).url
     resp = requests.get(f"{url}/contracts", headers={"Authorization": "Bearer nobody"}, timeout=10)
     assert resp.status_code == 401 and resp.json()["error"]["code"] == "InvalidAuthenticationInfo"
+
+
+def proposed_contract(members, data) -> tuple[str, str]:
+    a = next(iter(members.values()))
+    cid = f"ct-{uuid.uuid4().hex[:10]}"
+    assert a.put(f"/contracts/{cid}", {"data": data}).status_code == 200
+    proposal = a.post(f"/contracts/{cid}/propose", {"version": a.get(f"/contracts/{cid}").json()["version"]})
+    return cid, proposal.json()["proposalId"]
+
+
+def test_the_proposal_state_is_served_as_proposalState(members):
+    """CCF's governance API (and the cgs-client that relays it) names it ``proposalState``."""
+    a = next(iter(members.values()))
+    cid, pid = proposed_contract(members, {"title": "state"})
+    proposal = a.get(f"/proposals/{pid}").json()
+    assert proposal["proposalState"] == "Open" and "state" not in proposal
+    for m in members.values():
+        m.post(f"/contracts/{cid}/vote_accept", {"proposalId": pid})
+    assert a.get(f"/proposals/{pid}").json()["proposalState"] == "Accepted"
+
+
+def test_a_contract_needs_every_active_member_whoever_it_lists(members):
+    """The clean room constitution accepts set_contract only when all active members voted accept."""
+    ms = list(members.values())
+    a = ms[0]
+    cid, pid = proposed_contract(members, {"title": "two listed", "members": sorted(m.id for m in ms[:2])})
+    for m in ms[:2]:
+        assert m.post(f"/contracts/{cid}/vote_accept", {"proposalId": pid}).status_code == 200
+    assert a.get(f"/contracts/{cid}").json()["state"] == "Proposed"  # the third member has not voted
+    assert ms[2].post(f"/contracts/{cid}/vote_accept", {"proposalId": pid}).status_code == 200
+    assert a.get(f"/contracts/{cid}").json()["state"] == "Accepted"
+
+
+def test_a_repeated_identical_ballot_is_accepted(members):
+    a, b = list(members.values())[:2]
+    cid, pid = proposed_contract(members, {"title": "twice"})
+    assert b.post(f"/contracts/{cid}/vote_accept", {"proposalId": pid}).status_code == 200
+    again = b.post(f"/contracts/{cid}/vote_accept", {"proposalId": pid})
+    assert again.status_code == 200, again.text
+    votes = a.get(f"/proposals/{pid}").json()["votes"]
+    assert [v for v in votes if v["memberId"] == b.id] == [{"memberId": b.id, "vote": True}]

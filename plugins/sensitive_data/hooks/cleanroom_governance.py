@@ -6,6 +6,12 @@ is the member's bearer token where the endpoint asks for one (the devstack stand
 member and tells them apart by token; a real cgs-client holds the member's signing key itself).
 Extras: ``verify`` (true/false or a CA bundle path), ``timeout`` (seconds, default 30),
 ``runtime_url`` (the governance address as the clean room runtime reaches it; default: the same).
+
+Besides the calls, the hook holds the governance protocol the operators share: make sure a
+contract or query document is proposed with given terms (``ensure_proposed``), cast this member's
+ballot (``cast_ballot``), read the state of a vote (``acceptance``). Decisions over what it reads
+are in ``include.cleanroom.governance``. The member token and every secret value sent are
+registered with Airflow's secrets masker.
 """
 
 from __future__ import annotations
@@ -15,8 +21,16 @@ from urllib.parse import quote
 
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
-from include.cleanroom.errors import CleanroomConfigError, CleanroomError, CleanroomTransientError, CleanroomUserError
+from include.cleanroom.errors import (
+    CleanroomConfigError,
+    CleanroomError,
+    CleanroomRefused,
+    CleanroomTransientError,
+    CleanroomUserError,
+)
+from include.cleanroom.governance import ItemState, Tally, item_state, pending_reason
 
 
 class GovernanceError(CleanroomUserError):
@@ -71,6 +85,7 @@ class CleanroomGovernanceHook(BaseHook):
             verify = verify.lower() == "true"
         session.verify = verify
         if conn.password:
+            mask_secret(conn.password)
             session.headers["Authorization"] = f"Bearer {conn.password}"
         self._timeout = float(extra.get("timeout", 30))
         self._runtime_url = str(extra.get("runtime_url") or base).rstrip("/")
@@ -117,7 +132,7 @@ class CleanroomGovernanceHook(BaseHook):
             raise CleanroomTransientError(f"governance answered HTTP {resp.status_code} while {what}; retrying later")
         if resp.status_code == 404 and missing_ok:
             return None
-        if resp.status_code in (401,):
+        if resp.status_code == 401:
             raise CleanroomConfigError(
                 f"governance refused our credentials while {what} (HTTP 401): check the member token of the "
                 f"'{self.cleanroom_governance_conn_id}' connection"
@@ -244,6 +259,7 @@ class CleanroomGovernanceHook(BaseHook):
     def put_secret(self, contract_id: str, name: str, value: str) -> str:
         """Store ``value`` as this member's secret ``name``; returns the secret id (``<member>_<name>``).
         The value is sent once and never logged."""
+        mask_secret(value)
         body = self.request(
             "PUT",
             f"/contracts/{_q(contract_id)}/secrets/{_q(name)}",
@@ -263,6 +279,126 @@ class CleanroomGovernanceHook(BaseHook):
             "GET", f"/contracts/{_q(contract_id)}/events", f"reading the events of {contract_id}", params=params
         )
         return list(body.get("value", []))
+
+    # ---------------------------------------------------------------- owners' decisions
+    def service_identity(self) -> str:
+        """Governance's service identity (base64 PEM) that the clean room pins."""
+        import base64  # noqa: PLC0415
+
+        body = self.request("GET", "/service/identity", "reading governance's service identity")
+        return base64.b64encode(str(body["publicKey"]).encode()).decode()
+
+    def get_rules(self, contract_id: str, dataset: str) -> dict | None:
+        """``{datasetId, ownerId, rules, privacyBudget: {totalEpsilon, spentEpsilon}, version}``."""
+        return self.request(
+            "GET",
+            f"/contracts/{_q(contract_id)}/datasets/{_q(dataset)}/analysisrules",
+            f"reading the analysis rules of {dataset}",
+            missing_ok=True,
+        )
+
+    def put_rules(self, contract_id: str, dataset: str, rules: dict, total_epsilon: float = 0.0) -> dict:
+        """Set (as the dataset's owner) its analysis rules and total privacy budget."""
+        current = self.get_rules(contract_id, dataset)
+        body = {
+            "rules": rules,
+            "privacyBudget": {"totalEpsilon": total_epsilon},
+            **({"version": current["version"]} if current else {}),
+        }
+        return self.request(
+            "PUT",
+            f"/contracts/{_q(contract_id)}/datasets/{_q(dataset)}/analysisrules",
+            f"setting the analysis rules of {dataset}",
+            json=body,
+        )
+
+    def autoapproval_policies(self, contract_id: str) -> list[dict]:
+        body = self.request(
+            "GET", f"/contracts/{_q(contract_id)}/autoapproval", f"reading the auto-approval policies of {contract_id}"
+        )
+        return list(body.get("value", []))
+
+    def register_autoapproval(self, contract_id: str, queries: str | None, publish: list[str]) -> dict:
+        """As an owner: let my automation accept queries that satisfy my rules / publish my datasets."""
+        return self.request(
+            "PUT",
+            f"/contracts/{_q(contract_id)}/autoapproval",
+            f"registering the auto-approval policy of {contract_id}",
+            json={"queries": queries, "publish": publish},
+        )
+
+    # ---------------------------------------------------------------- the protocol
+    def view(self, kind: str, target_id: str) -> dict | None:
+        if kind == "contract":
+            return self.get_contract(target_id)
+        if kind == "document":
+            return self.get_document(target_id)
+        raise CleanroomUserError(f"kind must be contract or document, not {kind!r}")
+
+    def ensure_proposed(
+        self, kind: str, target_id: str, data: dict, contract_id: str = "", approvers: list[str] | None = None
+    ) -> tuple[dict, dict | None]:
+        """Make sure ``target_id`` is in governance with these terms and proposed (an accepted one
+        must already have them: it cannot change). Returns (view, proposal or None if accepted)."""
+        what = f"{kind} {target_id}"
+
+        def same(view: dict) -> bool:
+            return view.get("data") == data and (kind == "contract" or view.get("contractId") == contract_id)
+
+        def write(version: str | None) -> None:
+            if kind == "contract":
+                self.put_contract(target_id, data, version=version)
+            else:
+                self.put_document(target_id, contract_id, data, approvers or [], version=version)
+
+        view = self.view(kind, target_id)
+        state = item_state(view)
+        if state is ItemState.ACCEPTED:
+            if not same(view):
+                raise CleanroomUserError(f"{what} is already accepted with other terms; choose another id")
+            return view, None
+        if state is ItemState.MISSING:
+            write(None)
+        elif not same(view):
+            write(view["version"])
+        view = self.view(kind, target_id)
+        if item_state(view) is ItemState.PROPOSED:
+            return view, self.get_proposal(view["proposalId"])
+        verb = self.propose_contract if kind == "contract" else self.propose_document
+        proposal = verb(target_id, view["version"])
+        return self.view(kind, target_id), proposal
+
+    def acceptance(self, kind: str, target_id: str) -> dict:
+        """The target's state and, while proposed, its proposal's state and votes (what the
+        acceptance trigger polls)."""
+        view = self.view(kind, target_id)
+        out: dict[str, Any] = {"state": item_state(view).value, "proposalId": (view or {}).get("proposalId") or ""}
+        if out["proposalId"] and out["state"] == ItemState.PROPOSED.value:
+            proposal = self.get_proposal(out["proposalId"])
+            out["votes"] = proposal.get("votes", [])
+            out["requiredVoters"] = proposal.get("requiredVoters", [])
+            out["proposalState"] = proposal.get("proposalState")
+        return out
+
+    def cast_ballot(self, kind: str, target_id: str, accept: bool) -> str:
+        """This member's ballot on a proposed contract or document: 'voted', or why not
+        ('already accepted', 'already voted', 'not a required voter')."""
+        member = self.member_id()
+        view = self.view(kind, target_id)
+        state = item_state(view)
+        if state is ItemState.ACCEPTED:
+            return "already accepted"
+        if state is not ItemState.PROPOSED:
+            raise CleanroomRefused(f"{kind} {target_id} cannot be voted on: {pending_reason(state, None)}")
+        proposal = self.get_proposal(view["proposalId"])
+        tally = Tally.of(proposal)
+        if member in tally.accepted + tally.rejected:
+            return "already voted"
+        if member not in proposal.get("requiredVoters", []):
+            return "not a required voter"
+        vote = self.vote_contract if kind == "contract" else self.vote_document
+        vote(target_id, view["proposalId"], accept)
+        return "voted"
 
     def test_connection(self) -> tuple[bool, str]:
         try:

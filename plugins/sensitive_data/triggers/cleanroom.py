@@ -4,6 +4,10 @@
 the cncf.kubernetes provider's ``AsyncKubernetesHook`` (kubernetes_asyncio) until it is terminal.
 ``GovernanceAcceptanceTrigger`` polls governance until a contract or query document is Accepted,
 its proposal rejected, or the deadline passes; the blocking HTTP call runs in a thread.
+
+Both keep waiting through transient failures (connection refused, timeouts, HTTP 5xx, 408, 429)
+with exponential backoff (``next_delay``), and end at once with an ``error`` event on anything
+else (401, 403, 404 of what they watch, a malformed answer): waiting longer would change nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+MAX_BACKOFF = 300.0
+
+
+def next_delay(poll_interval: float, failures: int) -> float:
+    """Seconds to the next poll: the interval, doubled for each failure in a row, capped."""
+    return min(MAX_BACKOFF, poll_interval * (2 ** min(failures, 16)))
 
 
 class SparkApplicationTrigger(BaseTrigger):
@@ -60,6 +71,7 @@ class SparkApplicationTrigger(BaseTrigger):
 
         hook = AsyncKubernetesHook(conn_id=self.kubernetes_conn_id)
         last = None
+        failures = 0
         while True:
             obj = None
             try:
@@ -67,12 +79,36 @@ class SparkApplicationTrigger(BaseTrigger):
                     obj = await async_client.CustomObjectsApi(api).get_namespaced_custom_object(
                         GROUP, VERSION, self.namespace, PLURAL, self.name
                     )
+                failures = 0
             except ApiException as exc:
                 if exc.status == 404:
                     yield TriggerEvent({"status": "missing", "name": self.name})
                     return
+                if exc.status < 500 and exc.status not in (408, 429):
+                    yield TriggerEvent(
+                        {
+                            "status": "error",
+                            "name": self.name,
+                            "message": f"Kubernetes refused reading SparkApplication {self.name} (HTTP {exc.status})",
+                        }
+                    )
+                    return
+                failures += 1
                 self.log.warning("reading SparkApplication %s: HTTP %s; retrying", self.name, exc.status)
-            except Exception as exc:  # noqa: BLE001 - an API server restart: keep waiting
+            except (OSError, TimeoutError) as exc:  # connection refused, reset, DNS
+                failures += 1
+                self.log.warning("reading SparkApplication %s failed (%s); retrying", self.name, type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - aiohttp's client errors and the like: the API server restarts
+                if type(exc).__module__.split(".")[0] not in ("aiohttp", "kubernetes_asyncio"):
+                    yield TriggerEvent(
+                        {
+                            "status": "error",
+                            "name": self.name,
+                            "message": f"reading SparkApplication {self.name} failed: {type(exc).__name__}",
+                        }
+                    )
+                    return
+                failures += 1
                 self.log.warning("reading SparkApplication %s failed (%s); retrying", self.name, type(exc).__name__)
             if obj is not None:
                 state = application_state(obj)
@@ -95,7 +131,7 @@ class SparkApplicationTrigger(BaseTrigger):
             if self.deadline is not None and time.time() > self.deadline:
                 yield TriggerEvent({"status": "timeout", "name": self.name, "state": last or ""})
                 return
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(next_delay(self.poll_interval, failures))
 
 
 class GovernanceAcceptanceTrigger(BaseTrigger):
@@ -138,31 +174,28 @@ class GovernanceAcceptanceTrigger(BaseTrigger):
         """The target's state and, while proposed, its proposal (votes so far)."""
         from sensitive_data.hooks.cleanroom_governance import CleanroomGovernanceHook
 
-        hook = CleanroomGovernanceHook(conn.conn_id, connection=conn)
-        view = hook.get_contract(target_id) if kind == "contract" else hook.get_document(target_id)
-        if view is None:
-            return {"state": "Missing"}
-        out = {"state": view.get("state"), "proposalId": view.get("proposalId") or ""}
-        if out["proposalId"]:
-            proposal = hook.get_proposal(out["proposalId"])
-            out["votes"] = proposal.get("votes", [])
-            out["requiredVoters"] = proposal.get("requiredVoters", [])
-            out["proposalState"] = proposal.get("state")
-        return out
+        return CleanroomGovernanceHook(conn.conn_id, connection=conn).acceptance(kind, target_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from include.cleanroom.errors import CleanroomTransientError
         from sensitive_data.hooks.cleanroom_governance import CleanroomGovernanceHook
 
         conn = await CleanroomGovernanceHook(self.cleanroom_governance_conn_id).aget_connection(
             self.cleanroom_governance_conn_id
         )
         last: dict = {}
+        failures = 0
         while True:
             try:
                 seen = await asyncio.to_thread(self.poll, conn, self.kind, self.target_id)
-            except Exception as exc:  # noqa: BLE001 - a service restart: keep waiting
-                self.log.warning("polling governance failed (%s); retrying", type(exc).__name__)
+                failures = 0
+            except CleanroomTransientError as exc:  # unreachable, 5xx: governance restarts
+                failures += 1
+                self.log.warning("polling governance failed (%s); retrying", exc)
                 seen = last
+            except Exception as exc:  # noqa: BLE001 - 401/403/404 and the like: waiting changes nothing
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"[:500], **(last or {})})
+                return
             if seen and seen != last:
                 voted = sorted(v["memberId"] for v in seen.get("votes", []))
                 self.log.info(
@@ -174,10 +207,10 @@ class GovernanceAcceptanceTrigger(BaseTrigger):
                 )
                 last = seen
             state = seen.get("state") if seen else None
-            if state == "Accepted" or state in ("Draft", "Missing") or seen.get("proposalState") == "Rejected":
+            if state in ("Accepted", "Draft", "Missing") or seen.get("proposalState") not in (None, "Open"):
                 yield TriggerEvent({"status": "resolved", **(seen or {})})
                 return
             if self.deadline is not None and time.time() > self.deadline:
                 yield TriggerEvent({"status": "timeout", **(seen or {})})
                 return
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(next_delay(self.poll_interval, failures))

@@ -8,24 +8,30 @@ import os
 import time
 from types import SimpleNamespace
 
-from devstack.cleanroom_sample import QUERY, SHARED, VISITS, make_sources  # noqa: F401 - shared with the tests
+from devstack.cleanroom_sample import (  # noqa: F401 - shared with the tests
+    MEMBER_TOKENS,
+    QUERY,
+    SHARED,
+    VISITS,
+    Owner,
+    analysis_rules,
+    make_sources,
+    owners_setup,
+)
 from devstack.settings import load
 
 CLEANROOM_CONNECTIONS = (
     "cleanroom_governance",
-    "cleanroom_member_hospital_a",
-    "cleanroom_member_hospital_b",
+    "cleanroom_automation_hospital_a",
+    "cleanroom_automation_hospital_b",
     "cleanroom_k8s",
 )
-MEMBER_TOKENS = {
-    "analyst": "devstack-cgs-analyst",
-    "hospital_a": "devstack-cgs-hospital-a",
-    "hospital_b": "devstack-cgs-hospital-b",
-}
 DATASETS = [
     {"name": "visits_a", "owner": "hospital_a", "format": "csv", "schema": VISITS},
     {"name": "visits_b", "owner": "hospital_b", "format": "csv", "schema": VISITS},
 ]
+
+
 def connections(v: dict[str, str]) -> dict[str, dict]:
     settings = load(variables={**os.environ, **v})
     found = {c.conn_id: c.as_dict() for c in settings.connections if c.conn_id in CLEANROOM_CONNECTIONS}
@@ -61,7 +67,7 @@ def run_task(op, store: dict, run_id: str = "manual__1"):
         result = op.execute(ctx)
     except TaskDeferred as deferred:
         event = asyncio.run(first_event(deferred.trigger))
-        result = getattr(op, deferred.method_name)(ctx, event.payload)
+        result = getattr(op, deferred.method_name)(ctx, event.payload, **(deferred.kwargs or {}))
     store[(op.task_id, "return_value")] = result
     return result
 

@@ -1,6 +1,8 @@
-"""The clean room's operators against the stand-ins and a real pyspark: create -> prepare -> run, and
-every refusal: a member who has not voted, a data owner who has not approved, revoked consent, an
-attestation whose measurement is not the approved one, a caller without attestation."""
+"""The clean room's operators against the stand-ins and a real pyspark: create -> owners' rules and
+policies -> prepare -> run, and every refusal: the issue's three attacks (named by the rule that
+refuses them, at proposal and again in the runtime), a query waiting for an owner's own ballot,
+publishing without the owner's policy, revoked consent, a tampered SparkApplication that gets no
+key, an unattested caller, an answer not signed by the pinned governance."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from airflow.sdk.exceptions import AirflowFailException
@@ -18,25 +21,44 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from include.cleanroom.contract import application_file, application_measurement
-from include.cleanroom.manifest import build_spark_application
-
-from .support import DATASETS, MEMBER_TOKENS, QUERY, make_sources, run_task, wait_application
+from .support import (
+    DATASETS,
+    MEMBER_TOKENS,
+    QUERY,
+    Owner,
+    make_sources,
+    owners_setup,
+    run_task,
+    wait_application,
+)
 
 pytestmark = pytest.mark.integration
-
-ALL_VOTERS = ["cleanroom_governance", "cleanroom_member_hospital_a", "cleanroom_member_hospital_b"]
-OWNERS = ["cleanroom_member_hospital_a", "cleanroom_member_hospital_b"]
-
-
-def ops():
-    from sensitive_data.operators import cleanroom
-
-    return cleanroom
+ATTACK_1 = "SELECT patient_id, region, age_band, visits, 100 AS n FROM visits_a"
+ATTACK_2 = (
+    "SELECT region, COUNT(*) AS n FROM visits_a GROUP BY region HAVING "
+    "`raise_error`(concat_ws('|', `reflect`('java.lang.System','getenv','HOME'), collect_list(patient_id))) IS NULL"
+)
 
 
-def create(cr, contract_id, voters=ALL_VOTERS, timeout_minutes=10):
-    o = ops()
+def gov_ops():
+    from sensitive_data.operators import cleanroom_governance
+
+    return cleanroom_governance
+
+
+def spark_ops():
+    from sensitive_data.operators import cleanroom_spark
+
+    return cleanroom_spark
+
+
+def member(name):
+    return {"Authorization": f"Bearer {MEMBER_TOKENS[name]}"}
+
+
+def create(cr, contract_id, hospitals=("hospital_a", "hospital_b"), timeout_minutes=10):
+    """The analyst proposes and votes (its own member); each hospital votes with its own client."""
+    o = gov_ops()
     store: dict = {}
     run_task(
         o.CleanroomProposeContractOperator(
@@ -48,9 +70,9 @@ def create(cr, contract_id, voters=ALL_VOTERS, timeout_minutes=10):
         ),
         store,
     )
-    run_task(
-        o.CleanroomVoteOperator(task_id="vote", kind="contract", target_id=contract_id, voter_conn_ids=voters), store
-    )
+    run_task(o.CleanroomVoteOperator(task_id="vote", kind="contract", target_id=contract_id), store)
+    for h in hospitals:
+        Owner(cr.cgs_url, h).accept_contract(contract_id)
     await_op = o.CleanroomAwaitAcceptanceOperator(
         task_id="await_acceptance",
         kind="contract",
@@ -61,295 +83,336 @@ def create(cr, contract_id, voters=ALL_VOTERS, timeout_minutes=10):
     return run_task(await_op, store)
 
 
-def prepare(cr, contract_id, document_id, voters=OWNERS, query=QUERY, publish=True):
-    o = ops()
-    store: dict = {}
-    sources = make_sources(cr.staging)
-    if publish:
-        parties = [
-            {"dataset": "visits_a", "source": "hospital_a/visits.csv", "member_conn_id": "cleanroom_member_hospital_a"},
-            {
-                "dataset": "visits_b",
-                "source": str(sources["visits_b"]),
-                "member_conn_id": "cleanroom_member_hospital_b",
-            },
-        ]
-        run_task(
-            o.CleanroomPublishDatasetsOperator(
-                task_id="publish_datasets",
-                contract_id=contract_id,
-                parties=parties,
-                storage_dir=str(cr.storage),
-                staging_dir=str(cr.staging),
-            ),
-            store,
-        )
+def publish(cr, contract_id):
+    make_sources(cr.staging)
+    return run_task(
+        gov_publish_op(cr, contract_id, [{"dataset": d, "source": f"{o}/visits.csv"} for d, o in OWNED]), {}
+    )
+
+
+OWNED = (("visits_a", "hospital_a"), ("visits_b", "hospital_b"))
+
+
+def gov_publish_op(cr, contract_id, sources):
+    from sensitive_data.operators.cleanroom_datasets import CleanroomPublishDatasetsOperator
+
+    return CleanroomPublishDatasetsOperator(
+        task_id="publish_datasets",
+        contract_id=contract_id,
+        sources=sources,
+        storage_dir=str(cr.storage),
+        staging_dir=str(cr.staging),
+    )
+
+
+def propose(contract_id, document_id, query=QUERY):
+    o = gov_ops()
     run_task(
         o.CleanroomProposeQueryOperator(
             task_id="propose_query", contract_id=contract_id, document_id=document_id, query=query
         ),
-        store,
+        {},
     )
-    run_task(
-        o.CleanroomVoteOperator(task_id="vote_query", kind="document", target_id=document_id, voter_conn_ids=voters),
-        store,
+    return run_task(o.CleanroomAutoApproveOperator(task_id="auto_approve", document_id=document_id), {})
+
+
+def await_document(document_id, timeout_minutes=10):
+    return run_task(
+        gov_ops().CleanroomAwaitAcceptanceOperator(
+            task_id="await_query_approval",
+            kind="document",
+            target_id=document_id,
+            poll_interval=0.2,
+            acceptance_timeout_minutes=timeout_minutes,
+        ),
+        {},
     )
-    return store
 
 
 def check_op(cr, contract_id, document_id):
-    return ops().CleanroomCheckRunnableOperator(
+    return gov_ops().CleanroomCheckRunnableOperator(
         task_id="check_runnable", contract_id=contract_id, document_id=document_id, storage_dir=str(cr.storage)
     )
 
 
-def member(cr, name):
-    return {"Authorization": f"Bearer {MEMBER_TOKENS[name]}"}
-
-
-def test_create_prepare_run_with_group_suppression(cleanroom):
-    cr = cleanroom
-    cid, did = f"c-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
-    assert create(cr, cid)["state"] == "Accepted"
-    store = prepare(cr, cid, did)
-    published = store[("publish_datasets", "return_value")]["datasets"]
-    assert {d["secret_id"] for d in published.values()} == {"hospital_a_visits_a-dek", "hospital_b_visits_b-dek"}
-    approval = run_task(
-        ops().CleanroomAwaitAcceptanceOperator(
-            task_id="await_query_approval", kind="document", target_id=did, poll_interval=0.2
-        ),
-        store,
+def run(cr, contract_id, document_id, run_id="manual__2026-01-01T00:00:00+00:00"):
+    store: dict = {}
+    check = run_task(check_op(cr, contract_id, document_id), store, run_id)
+    op = spark_ops().CleanroomSparkRunOperator(
+        task_id="run_query",
+        contract_id=contract_id,
+        document_id=document_id,
+        runnable=check,
+        output_dir=str(cr.output),
+        poll_interval=0.5,
     )
-    assert approval["state"] == "Accepted"
+    return run_task(op, store, run_id), check
 
-    # prepare again: an unchanged source is not sealed again (same key, same file)
-    again = prepare(cr, cid, did)[("publish_datasets", "return_value")]["datasets"]
-    assert all(d["reused"] for d in again.values())
-    assert {k: d["sealed_sha256"] for k, d in again.items()} == {k: d["sealed_sha256"] for k, d in published.items()}
+
+def expected_by_pandas(cr) -> list[dict]:
+    """The demo query computed independently over the plaintext, k = 5 distinct patients per group."""
+    a = pd.read_csv(cr.staging / "hospital_a" / "visits.csv")
+    b = pd.read_csv(cr.staging / "hospital_b" / "visits.csv")
+    j = a.merge(b, on="patient_id", suffixes=("_a", "_b"))
+    g = j.groupby("region_a").agg(
+        visits_a=("visits_a", "sum"), visits_b=("visits_b", "sum"), people=("patient_id", "nunique")
+    )
+    g = g[g.people >= 5]
+    return [
+        {"region": r, "visits_a": str(int(v.visits_a)), "visits_b": str(int(v.visits_b))}
+        for r, v in sorted(g.iterrows())
+    ]
+
+
+@pytest.fixture(scope="module")
+def collaboration(cleanroom):
+    """An accepted contract whose owners keep their rules and registered auto-approval and publishing."""
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    assert create(cleanroom, cid)["state"] == "Accepted"
+    owners_setup(cleanroom.cgs_url, cid)
+    publish(cleanroom, cid)
+    return cid
+
+
+def test_create_prepare_run_equals_pandas(cleanroom, collaboration):
+    cr, cid = cleanroom, collaboration
+    did = f"q-{uuid.uuid4().hex[:8]}"
+    auto = propose(cid, did)
+    assert sorted(v["member"] for v in auto["voted"]) == ["hospital_a", "hospital_b"] and not auto["waiting_for"]
+    assert await_document(did)["state"] == "Accepted"
+    # the ballots were cast by the owners' automation, recorded as theirs
+    events = governance_events(cr, cid)
+    votes = [e for e in events if e["action"] == "document_vote" and e["documentId"] == did]
+    assert {(v["memberId"], v["via"]) for v in votes} == {("hospital_a", "automation"), ("hospital_b", "automation")}
 
     # the sealed files hold no plaintext
     sealed = (cr.storage / "hospital_a" / cid / "visits_a.sealed").read_bytes()
     assert b"north-000" not in sealed and sealed.startswith(b"SDPCRDS1")
 
-    o = ops()
-    run_store: dict = {}
-    run_id = "manual__2026-01-01T00:00:00+00:00"
-    check = run_task(check_op(cr, cid, did), run_store, run_id)
-    assert check["approvers"] == ["hospital_a", "hospital_b"]
     started = time.monotonic()
-    run = run_task(
-        o.CleanroomSparkRunOperator(
-            task_id="run_query", contract_id=cid, document_id=did, output_dir=str(cr.output), poll_interval=0.5
-        ),
-        run_store,
-        run_id,
-    )
-    assert run["state"] == "COMPLETED", run
+    result, check = run(cr, cid, did)
     print(f"spark run: {time.monotonic() - started:.1f}s")
-    result = run_task(o.CleanroomCollectResultOperator(task_id="collect_result"), run_store, run_id)
-    assert result["rows"] == 2 and result["suppressed_groups"] == 1 and result["min_group_size"] == 5
-    with open(result["result_path"], newline="") as fh:
+    summary = result["summary"]
+    assert summary["status"] == "completed" and summary["suppressedGroups"] == 1 and summary["rows"] == 2
+    collected = run_task(spark_ops().CleanroomCollectResultOperator(task_id="collect_result", run=result), {})
+    with open(collected["result_path"], newline="") as fh:
         rows = sorted(csv.DictReader(fh), key=lambda r: r["region"])
-    assert rows == [{"region": "north", "n": "20", "visits": "100"}, {"region": "south", "n": "12", "visits": "60"}]
-
+    assert rows == expected_by_pandas(cr)
     audit = run_task(
-        o.CleanroomAuditTrailOperator(task_id="audit_trail", contract_id=cid, document_id=did), run_store, run_id
+        gov_ops().CleanroomAuditTrailOperator(task_id="audit_trail", contract_id=cid, document_id=did, run=result), {}
     )
     assert audit["runtime_events"] == ["started", "completed"]
-    assert {"contract_accepted", "document_accepted", "secret_released", "document_released"} <= set(
-        audit["governance_actions"]
-    )
-    assert (cr.output / cid / did / run["application"] / "audit.jsonl").exists()
+    assert {"document_accepted", "secret_released", "document_released"} <= set(audit["governance_actions"])
 
     # a retried run task finds the finished application instead of starting another one
-    again = run_task(
-        o.CleanroomSparkRunOperator(task_id="run_query", contract_id=cid, document_id=did, output_dir=str(cr.output)),
-        run_store,
-        run_id,
-    )
-    assert again["application"] == run["application"] and again["state"] == "COMPLETED"
+    again, _ = run(cr, cid, did)
+    assert again["application"] == result["application"]
 
-    # the dataset keys appear nowhere but in governance: not in XComs, not in the driver log
-    keys = requests.post(f"{cr.cgs_url}/contracts/{cid}/secrets/hospital_a_visits_a-dek", json={}, timeout=10)
-    assert keys.status_code == 400
+    # the dataset keys appear nowhere but in governance
     state = json.loads((Path(cr.vars["SDP_LOCAL"]) / "cleanroom_governance" / "state.json").read_text())
-    secret_values = [s["value"] for s in state["secrets"][cid].values()]
-    assert len(secret_values) == 2
-    from sensitive_data.hooks.cleanroom_k8s import CleanroomSparkHook
-
-    driver_log = CleanroomSparkHook().driver_log(run["driver_pod"], "cleanroom")
-    text = json.dumps({str(k): v for k, v in {**store, **run_store}.items()}) + driver_log
-    assert "key of dataset visits_a released" in driver_log
-    for value in secret_values:
+    text = json.dumps([result, check, collected, audit, summary])
+    for value in (s["value"] for s in state["secrets"][cid].values()):
         assert value not in text and base64.b64decode(value).hex() not in text
 
 
-def test_refused_when_a_member_has_not_voted(cleanroom):
-    cid = f"c-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(AirflowFailException, match=r"contract .* was not accepted within .*hospital_b has not voted"):
-        create(cleanroom, cid, voters=["cleanroom_governance", "cleanroom_member_hospital_a"], timeout_minutes=0.01)
-    with pytest.raises(AirflowFailException, match=r"is not accepted \(state Proposed\): hospital_b has not voted"):
-        run_task(check_op(cleanroom, cid, "any-doc"), {})
-    with pytest.raises(AirflowFailException, match="not accepted"):
-        prepare(cleanroom, cid, "q1")
-
-
-def test_refused_when_a_data_owner_has_not_approved_the_query(cleanroom):
-    cid = f"c-{uuid.uuid4().hex[:8]}"
-    create(cleanroom, cid)
-    prepare(cleanroom, cid, "q-partial", voters=["cleanroom_member_hospital_a"])
-    with pytest.raises(
-        AirflowFailException, match=r"query document q-partial is not approved .*hospital_b has not voted"
-    ):
-        run_task(check_op(cleanroom, cid, "q-partial"), {})
-    # the analyst is no approver of a query over the hospitals' data: no ballot is cast for it
-    skipped = run_task(
-        ops().CleanroomVoteOperator(
-            task_id="v", kind="document", target_id="q-partial", voter_conn_ids=["cleanroom_governance"]
-        ),
-        {},
+def governance_events(cr, cid) -> list[dict]:
+    resp = requests.get(
+        f"{cr.cgs_url}/contracts/{cid}/events",
+        params={"scope": "governance", "id": cid, "from_seqno": 1},
+        headers=member("analyst"),
+        timeout=10,
     )
-    assert skipped["voted"] == [] and skipped["skipped"][0]["why"] == "not a required voter"
-    # a rejected ballot ends the proposal
-    run_task(
-        ops().CleanroomVoteOperator(
-            task_id="v",
-            kind="document",
-            target_id="q-partial",
-            voter_conn_ids=["cleanroom_member_hospital_b"],
-            accept=False,
-        ),
-        {},
-    )
-    with pytest.raises(AirflowFailException, match="is not approved"):
-        run_task(check_op(cleanroom, cid, "q-partial"), {})
+    return [e["data"] for e in resp.json()["value"]]
 
 
-def test_query_rules_at_proposal(cleanroom):
-    cid = f"c-{uuid.uuid4().hex[:8]}"
-    create(cleanroom, cid)
-    for query, message in [
-        ("DROP TABLE visits_a", "only SELECT queries"),
-        ("SELECT region, COUNT(*) AS n FROM visits_a GROUP BY region; DELETE FROM visits_b", "2 statements"),
-        ("SELECT region, COUNT(*) AS n FROM patients GROUP BY region", "not a dataset of the contract"),
-        ("SELECT * FROM parquet.`/etc/passwd`", "qualified or path-based"),
-        ("SELECT region, SUM(visits) AS total FROM visits_a GROUP BY region", "group's size"),
-    ]:
-        with pytest.raises(AirflowFailException, match=message):
-            run_task(
-                ops().CleanroomProposeQueryOperator(task_id="p", contract_id=cid, document_id="bad", query=query), {}
-            )
-    resp = requests.get(f"{cleanroom.cgs_url}/userdocuments/bad", headers=member(cleanroom, "analyst"), timeout=10)
+@pytest.mark.parametrize(
+    "query,rule",
+    [
+        (ATTACK_1, "identity"),
+        (ATTACK_2, "function"),
+        ("SELECT region, COUNT(*) OVER () AS n FROM visits_a", None),
+        ("SELECT region, collect_list(patient_id) AS ids FROM visits_a GROUP BY region", None),
+        ("SELECT region, min(patient_id) AS p FROM visits_a GROUP BY region", None),
+        ("SELECT region, 100 AS n FROM visits_a UNION ALL SELECT region, 1 AS n FROM visits_b", None),
+    ],
+)
+def test_attacks_are_refused_at_proposal_naming_the_rule(cleanroom, collaboration, query, rule):
+    did = f"bad-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(AirflowFailException, match=r"query refused \[(\w+)\]") as err:
+        run_task(
+            gov_ops().CleanroomProposeQueryOperator(
+                task_id="p", contract_id=collaboration, document_id=did, query=query
+            ),
+            {},
+        )
+    if rule:
+        assert f"[{rule}]" in str(err.value)
+    assert "north-0" not in str(err.value)
+    resp = requests.get(f"{cleanroom.cgs_url}/userdocuments/{did}", headers=member("analyst"), timeout=10)
     assert resp.status_code == 404  # nothing reached governance
 
 
-def submit_direct(cr, cid, did, main_file, name):
-    """A SparkApplication submitted past the DAG's checks: the clean room must refuse by itself."""
+def test_the_runtime_refuses_an_attack_that_bypassed_the_platform(cleanroom, collaboration, caplog):
+    """The analyst writes the raise_error document straight into governance and both owners accept
+    it by hand: the runtime's own check refuses it, naming the rule, and no patient id leaves."""
+    cr, cid = cleanroom, collaboration
+    did = f"q-{uuid.uuid4().hex[:8]}"
+    data = {
+        "kind": "sdp.cleanroom.spark-sql/v1",
+        "query": ATTACK_2,
+        "datasets": [d | {"format": "csv"} for d in DATASETS if d["name"] == "visits_a"],
+        "minGroupSize": 5,
+    }
+    analyst = requests.Session()
+    analyst.headers.update(member("analyst"))
+    body = {"contractId": cid, "data": data, "approvers": [{"approverId": "hospital_a", "approverIdType": "member"}]}
+    assert analyst.put(f"{cr.cgs_url}/userdocuments/{did}", json=body, timeout=10).status_code == 200
+    version = analyst.get(f"{cr.cgs_url}/userdocuments/{did}", timeout=10).json()["version"]
+    assert analyst.post(f"{cr.cgs_url}/userdocuments/{did}/propose", json={"version": version}).status_code == 200
+    Owner(cr.cgs_url, "hospital_a").vote_document(did)
+    # the platform's own check refuses it too, but we go past it to the clean room
+    with pytest.raises(AirflowFailException, match=r"\[function\]"):
+        run_task(check_op(cr, cid, did), {})
+    name = f"bypass-{uuid.uuid4().hex[:6]}"
+    obj, summary = submit_direct(cr, cid, did, name, only=("visits_a",))
+    assert obj["status"]["applicationState"]["state"] == "FAILED"
+    assert summary["status"] == "refused" and summary["code"] == "function", summary
+    op = spark_ops().CleanroomSparkRunOperator(
+        task_id="run_query", contract_id=cid, document_id=did, runnable={}, output_dir=str(cr.output)
+    )
+    with pytest.raises(AirflowFailException, match=r"refused the run: \[function\]") as err:
+        op.execute_complete({}, {"status": "done", "state": "FAILED"}, application=summary["_application"])
+    everything = str(err.value) + json.dumps(summary) + caplog.text
+    assert "north-0" not in everything and "west-0" not in everything
+
+
+def submit_direct(cr, cid, did, name, tamper=None, only=None):
+    """A SparkApplication submitted past the DAG's checks (optionally tampered with): the clean room
+    must refuse by itself. Returns the final object and the job's summary."""
     from sensitive_data.hooks.cleanroom_governance import CleanroomGovernanceHook
     from sensitive_data.hooks.cleanroom_k8s import CleanroomSparkHook
+    from sensitive_data.operators.cleanroom_base import runtime_setup
 
-    k8s = CleanroomSparkHook()
-    datasets = {
-        d: (cr.storage / o / cid / f"{d}.sealed").as_uri()
-        for d, o in (("visits_a", "hospital_a"), ("visits_b", "hospital_b"))
-    }
-    manifest = build_spark_application(
-        name=name,
-        namespace="cleanroom",
-        main_application_file=f"local://{main_file}",
-        cgs_url=CleanroomGovernanceHook().runtime_url,
-        contract_id=cid,
-        document_id=did,
-        run_id=name,
-        datasets=datasets,
-        output=str(cr.output / name),
+    k8s, gov = CleanroomSparkHook(), CleanroomGovernanceHook()
+    output = cr.output / name
+    datasets = {d: (cr.storage / o / cid / f"{d}.sealed").as_uri() for d, o in OWNED if not only or d in only}
+    manifest = runtime_setup(
+        k8s,
+        gov,
+        cid,
+        gov.service_identity(),
+        {"documentId": did, "runId": name, "datasets": datasets, "output": str(output)},
     )
+    manifest["metadata"]["name"] = name
+    if tamper:
+        tamper(manifest["spec"])
     k8s.submit(manifest)
     obj = wait_application(k8s, name)
-    return obj, k8s.driver_log(f"{name}-driver", "cleanroom")
+    summary = json.loads((output / "summary.json").read_text()) if (output / "summary.json").exists() else {}
+    summary["_application"] = {"name": name, "namespace": "cleanroom", "output": str(output)}
+    return obj, summary
 
 
-@pytest.fixture(scope="module")
-def runnable(cleanroom):
-    """An accepted contract with published datasets and an approved query (no Spark run)."""
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            lambda s: s["driver"].setdefault("env", []).append({"name": "PYTHONPATH", "value": "/tmp"}), id="env"
+        ),
+        pytest.param(lambda s: s["sparkConf"].update({"spark.driver.extraClassPath": "/tmp"}), id="classpath"),
+        pytest.param(lambda s: s["deps"]["pyFiles"].append(s["mainApplicationFile"]), id="pyfile"),
+    ],
+)
+def test_a_tampered_spark_application_gets_no_key(cleanroom, collaboration, tamper):
+    cr, cid = cleanroom, collaboration
+    did = f"q-{uuid.uuid4().hex[:8]}"
+    propose(cid, did)
+    await_document(did)
+    before = [e for e in governance_events(cr, cid) if e["action"] == "secret_released"]
+    obj, summary = submit_direct(cr, cid, did, f"tampered-{uuid.uuid4().hex[:6]}", tamper)
+    assert obj["status"]["applicationState"]["state"] == "FAILED"
+    assert summary["status"] == "refused" and summary["code"] == "VerifySnpAttestationFailed", summary
+    after = [e for e in governance_events(cr, cid) if e["action"] == "secret_released"]
+    assert after == before  # no key released
+
+
+def test_a_query_waits_for_an_owner_without_auto_approval(cleanroom):
+    cr = cleanroom
     cid, did = f"c-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
-    create(cleanroom, cid)
-    prepare(cleanroom, cid, did)
-    run_task(check_op(cleanroom, cid, did), {})
-    return cid, did
-
-
-def test_refused_when_consent_is_revoked(cleanroom, runnable):
-    cid, did = runnable
-    gov = cleanroom.cgs_url
-    assert (
-        requests.post(f"{gov}/contracts/{cid}/disable", headers=member(cleanroom, "hospital_b"), timeout=10).status_code
-        == 200
+    create(cr, cid)
+    owners_setup(cr.cgs_url, cid, auto=("hospital_a",))  # hospital_b reviews queries itself
+    auto = propose(cid, did)
+    assert [v["member"] for v in auto["voted"]] == ["hospital_a"] and auto["waiting_for"] == ["hospital_b"]
+    with pytest.raises(AirflowFailException, match=r"not accepted within .*hospital_b has not voted"):
+        await_document(did, timeout_minutes=0.01)
+    # hospital_b's automation identity cannot vote for it: governance refuses it without a policy
+    resp = requests.post(
+        f"{cr.cgs_url}/userdocuments/{did}/vote_accept",
+        json={
+            "proposalId": requests.get(f"{cr.cgs_url}/userdocuments/{did}", headers=member("analyst")).json()[
+                "proposalId"
+            ]
+        },
+        headers={"Authorization": "Bearer devstack-cgs-auto-hospital-b"},
+        timeout=10,
     )
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "NoAutoApprovalPolicy"
+    Owner(cr.cgs_url, "hospital_b").vote_document(did)
+    assert await_document(did)["state"] == "Accepted"
+
+
+def test_publishing_needs_the_owners_policy(cleanroom):
+    cr = cleanroom
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    create(cr, cid)
+    make_sources(cr.staging)
+    with pytest.raises(AirflowFailException, match="hospital_a has not registered automation to publish"):
+        run_task(gov_publish_op(cr, cid, [{"dataset": "visits_a", "source": "hospital_a/visits.csv"}]), {})
+    # hospital_b registers publishing of its own dataset only: its automation cannot store visits_a's key
+    Owner(cr.cgs_url, "hospital_b").register_autoapproval(cid, ["visits_b"])
+    resp = requests.put(
+        f"{cr.cgs_url}/contracts/{cid}/secrets/visits_a-dek",
+        json={"value": "eA=="},
+        headers={"Authorization": "Bearer devstack-cgs-auto-hospital-b"},
+        timeout=10,
+    )
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "NoPublishPolicy"
+    # nor may another owner's source be named: each party reads only its own staging area
+    with pytest.raises(AirflowFailException, match="outside hospital_b's staging area"):
+        run_task(gov_publish_op(cr, cid, [{"dataset": "visits_b", "source": "hospital_a/visits.csv"}]), {})
+
+
+def test_refused_when_consent_is_revoked(cleanroom, collaboration):
+    cr, cid = cleanroom, collaboration
+    did = f"q-{uuid.uuid4().hex[:8]}"
+    propose(cid, did)
+    await_document(did)
+    gov = cr.cgs_url
+    assert requests.post(f"{gov}/contracts/{cid}/disable", headers=member("hospital_b"), timeout=10).status_code == 200
     try:
         with pytest.raises(AirflowFailException, match=r"consent revoked: .*contract .* disabled by hospital_b"):
-            run_task(check_op(cleanroom, cid, did), {})
-        # past the DAG's check, the clean room itself is refused the consent check and the keys
-        obj, log = submit_direct(cleanroom, cid, did, application_file().resolve(), f"revoked-{uuid.uuid4().hex[:6]}")
+            run_task(check_op(cr, cid, did), {})
+        obj, summary = submit_direct(cr, cid, did, f"revoked-{uuid.uuid4().hex[:6]}")
         assert obj["status"]["applicationState"]["state"] == "FAILED"
-        assert "CLEANROOM REFUSED" in log and "hospital_b" in log and "disabled" in log
-        assert not (cleanroom.output / obj["metadata"]["name"]).exists()
+        assert summary["status"] == "refused" and summary["code"] == "ContractDisabled", summary
     finally:
-        requests.post(f"{gov}/contracts/{cid}/enable", headers=member(cleanroom, "hospital_b"), timeout=10)
-    # consent for one query document can be revoked on its own
-    assert (
-        requests.post(
-            f"{gov}/userdocuments/{did}/runtimeoptions/execution/disable",
-            headers=member(cleanroom, "hospital_a"),
-            timeout=10,
-        ).status_code
-        == 200
-    )
-    try:
-        with pytest.raises(AirflowFailException, match=r"query document .* disabled by hospital_a"):
-            run_task(check_op(cleanroom, cid, did), {})
-    finally:
-        requests.post(
-            f"{gov}/userdocuments/{did}/runtimeoptions/execution/enable",
-            headers=member(cleanroom, "hospital_a"),
-            timeout=10,
-        )
-    run_task(check_op(cleanroom, cid, did), {})
+        requests.post(f"{gov}/contracts/{cid}/enable", headers=member("hospital_b"), timeout=10)
+    run_task(check_op(cr, cid, did), {})
 
 
-def test_refused_when_the_measurement_is_not_the_approved_one(cleanroom, runnable, tmp_path):
-    cid, did = runnable
-    tampered = tmp_path / "spark_job.py"
-    tampered.write_text(application_file().read_text() + "\n# print the keys, just this once\n")
-    assert application_measurement(tampered) != application_measurement()
-    obj, log = submit_direct(cleanroom, cid, did, tampered, f"tampered-{uuid.uuid4().hex[:6]}")
-    assert obj["status"]["applicationState"]["state"] == "FAILED"
-    assert "CLEANROOM REFUSED" in log and "VerifySnpAttestationFailed" in log and "x-ms-sevsnpvm-hostdata" in log
-    events = requests.get(
-        f"{cleanroom.cgs_url}/contracts/{cid}/events",
-        params={"scope": "governance", "id": cid, "from_seqno": 1},
-        headers=member(cleanroom, "analyst"),
-        timeout=10,
-    ).json()["value"]
-    assert not [e for e in events if e["data"]["action"] == "secret_released"]
-
-
-def test_secrets_not_released_to_an_unattested_caller(cleanroom, runnable):
-    cid, did = runnable
-    url = f"{cleanroom.cgs_url}/contracts/{cid}/secrets/hospital_a_visits_a-dek"
+def test_secrets_not_released_to_an_unattested_caller(cleanroom, collaboration):
+    cr, cid = cleanroom, collaboration
+    url = f"{cr.cgs_url}/contracts/{cid}/secrets/hospital_a_visits_a-dek"
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     encrypt = {"publicKey": base64.b64encode(pem).decode()}
-    # no attestation at all, even with a member's credentials
-    resp = requests.post(
-        url, json={"encrypt": encrypt, "documentId": did}, headers=member(cleanroom, "hospital_a"), timeout=10
-    )
+    resp = requests.post(url, json={"encrypt": encrypt, "documentId": "x"}, headers=member("hospital_a"), timeout=10)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "AttestationMissing"
-    # a report with the right measurement, signed by someone else than the platform
     import hashlib
 
+    contract = requests.get(f"{cr.cgs_url}/contracts/{cid}", headers=member("analyst"), timeout=10).json()
     claims = {
-        "x-ms-sevsnpvm-hostdata": application_measurement(),
+        "x-ms-sevsnpvm-hostdata": contract["data"]["policy"]["measurement"],
         "x-ms-sevsnpvm-is-debuggable": False,
         "x-ms-sevsnpvm-reportdata": hashlib.sha256(pem).hexdigest(),
         "iat": int(time.time()),
@@ -360,33 +423,50 @@ def test_secrets_not_released_to_an_unattested_caller(cleanroom, runnable):
         "endorsements": base64.b64encode(Ed25519PrivateKey.generate().sign(evidence)).decode(),
         "uvmEndorsements": "",
     }
-    resp = requests.post(url, json={"attestation": forged, "encrypt": encrypt, "documentId": did}, timeout=10)
+    resp = requests.post(url, json={"attestation": forged, "encrypt": encrypt, "documentId": "x"}, timeout=10)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "VerifySnpAttestationFailed"
-    assert "attestation root" in resp.json()["error"]["message"]
-    # the audit log records both refusals
-    events = requests.get(
-        f"{cleanroom.cgs_url}/contracts/{cid}/events",
-        params={"scope": "governance", "id": cid, "from_seqno": 1},
-        headers=member(cleanroom, "analyst"),
-        timeout=10,
-    ).json()["value"]
-    refused = [e["data"] for e in events if e["data"]["action"] == "secret_refused"]
-    assert {r["code"] for r in refused} >= {"AttestationMissing", "VerifySnpAttestationFailed"}
 
 
-def test_only_the_owner_publishes_a_dataset(cleanroom, runnable):
-    cid, _ = runnable
-    parties = [
-        {"dataset": "visits_a", "source": "hospital_a/visits.csv", "member_conn_id": "cleanroom_member_hospital_b"}
-    ]
-    with pytest.raises(AirflowFailException, match="is member hospital_b, but dataset visits_a is owned by hospital_a"):
-        run_task(
-            ops().CleanroomPublishDatasetsOperator(
-                task_id="publish",
-                contract_id=cid,
-                parties=parties,
-                storage_dir=str(cleanroom.storage),
-                staging_dir=str(cleanroom.staging),
-            ),
-            {},
-        )
+def test_the_runtime_refuses_answers_not_signed_by_the_pinned_governance(cleanroom):
+    from include.cleanroom.spark_job import PinnedGovernance, Refused
+    from sensitive_data.hooks.cleanroom_governance import CleanroomGovernanceHook
+
+    real_key = CleanroomGovernanceHook().service_identity()
+    status, body = PinnedGovernance(cleanroom.cgs_url, real_key).call("GET", "/service/identity")
+    assert status == 200 and body["algorithm"] == "Ed25519"
+    impostor = base64.b64encode(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    ).decode()
+    with pytest.raises(Refused) as err:
+        PinnedGovernance(cleanroom.cgs_url, impostor).call("GET", "/service/identity")
+    assert err.value.code == "GovernanceNotPinned"
+    # whatever --cgs-url says: another server (here: the Kubernetes stand-in) is refused as well
+    with pytest.raises(Refused) as err:
+        PinnedGovernance(cleanroom.k8s_url, real_key).call("GET", "/version")
+    assert err.value.code == "GovernanceNotPinned"
+
+
+def test_differencing_queries_exhaust_the_privacy_budget(cleanroom):
+    """Owners ask for DP (epsilon 1 per query, total 1.5): the first of a differencing pair runs,
+    the second is refused before anything is computed, naming the budget."""
+    cr = cleanroom
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    create(cr, cid)
+    dp = {"epsilonPerQuery": 1.0, "totalBudget": 1.5, "bounds": {"visits": [0, 10]}}
+    owners_setup(cr.cgs_url, cid, dp=dp)
+    publish(cr, cid)
+    q1, q2 = f"q-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    propose(cid, q1, "SELECT region, COUNT(*) AS n FROM visits_a GROUP BY region")
+    propose(cid, q2, "SELECT region, COUNT(*) AS n FROM visits_a WHERE age_band <> '20-29' GROUP BY region")
+    await_document(q1)
+    await_document(q2)
+    first, _ = run(cr, cid, q1)
+    assert first["summary"]["epsilon"] == {"visits_a": 1.0}
+    with pytest.raises(AirflowFailException, match=r"\[BudgetExhausted\]"):
+        run(cr, cid, q2, run_id="manual__2")
+    rules = requests.get(
+        f"{cr.cgs_url}/contracts/{cid}/datasets/visits_a/analysisrules", headers=member("analyst"), timeout=10
+    ).json()
+    assert rules["privacyBudget"] == {"totalEpsilon": 1.5, "spentEpsilon": 1.0}

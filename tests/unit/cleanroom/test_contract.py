@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import pytest
 
-from include.cleanroom.contract import Contract, QueryDocument, application_measurement
+from devstack.cleanroom_sample import analysis_rules
+from include.cleanroom.contract import Contract, QueryDocument
 from include.cleanroom.errors import CleanroomUserError
 from include.cleanroom.names import application_name, secret_id
+from include.cleanroom.rules import AnalysisRules
+from include.cleanroom.sql import QueryRefused
 
-COLUMNS = [{"name": "patient_id", "type": "string"}, {"name": "region", "type": "string"}]
+COLUMNS = [
+    {"name": "patient_id", "type": "string"},
+    {"name": "region", "type": "string"},
+    {"name": "age_band", "type": "string"},
+    {"name": "visits", "type": "int"},
+]
 DATA = {
     "title": "t",
     "members": ["analyst", "hospital_a", "hospital_b"],
@@ -21,8 +28,9 @@ DATA = {
     ],
     "minGroupSize": 5,
     "resultRecipient": "analyst",
-    "policy": {"measurement": "a" * 64},
+    "policy": {"measurement": "a" * 64, "governanceKey": "cGVt"},
 }
+RULES = {ds: AnalysisRules.from_data(analysis_rules(ds)) for ds in ("visits_a", "visits_b")}
 
 
 def test_round_trip():
@@ -40,7 +48,8 @@ def test_round_trip():
         (lambda d: d.update(minGroupSize=1), "minGroupSize"),
         (lambda d: d.update(minGroupSize=True), "minGroupSize"),
         (lambda d: d.update(resultRecipient="hospital_c"), "not a member"),
-        (lambda d: d.update(policy={"measurement": "xyz"}), "sha256"),
+        (lambda d: d.update(policy={"measurement": "xyz", "governanceKey": "k"}), "sha256"),
+        (lambda d: d.update(policy={"measurement": "a" * 64}), "governanceKey"),
         (lambda d: d["datasets"][1].update(name="visits_a"), "same name"),
         (lambda d: d["datasets"][0].update(name="Visits-A"), "dataset name"),
         (lambda d: d["datasets"][0]["schema"].append({"name": "x", "type": "blob"}), "type 'blob'"),
@@ -62,33 +71,46 @@ def test_contract_id_is_a_dns_label():
 
 def test_query_document_approvers_are_the_owners_of_what_it_reads():
     c = Contract.from_data("c1", DATA)
-    one = QueryDocument.create("q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region")
+    one = QueryDocument.create("q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region", RULES)
     assert one.approvers == ["hospital_b"]
     both = QueryDocument.create(
         "q2",
         c,
-        "SELECT a.region, COUNT(*) AS n FROM visits_a a JOIN visits_b b "
+        "SELECT a.region, SUM(a.visits) AS v FROM visits_a a JOIN visits_b b "
         "ON a.patient_id = b.patient_id GROUP BY a.region",
+        RULES,
         min_group_size=10,
     )
     assert both.approvers == ["hospital_a", "hospital_b"]
     data = both.to_data()
     assert data["minGroupSize"] == 10 and [d["name"] for d in data["datasets"]] == ["visits_a", "visits_b"]
     assert data["datasets"][1]["format"] == "parquet" and data["datasets"][0]["schema"] == COLUMNS
-    assert QueryDocument.from_data("q2", c, data) == both
+    assert QueryDocument.from_data("q2", c, data, RULES) == both
+
+
+def test_query_outside_the_owners_rules_is_refused_naming_the_rule():
+    c = Contract.from_data("c1", DATA)
+    with pytest.raises(QueryRefused) as err:
+        QueryDocument.create("q1", c, "SELECT patient_id, region, visits, 100 AS n FROM visits_a", RULES)
+    assert err.value.code == "identity"
+    with pytest.raises(QueryRefused):  # a dataset without rules cannot be read at all
+        QueryDocument.create("q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region", {})
+
+
+def test_a_document_changed_in_governance_is_refused():
+    c = Contract.from_data("c1", DATA)
+    data = QueryDocument.create("q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region", RULES).to_data()
+    data["datasets"][0]["owner"] = "hospital_a"
+    with pytest.raises(CleanroomUserError, match="does not describe its query"):
+        QueryDocument.from_data("q1", c, data, RULES)
 
 
 def test_query_may_only_be_stricter():
     c = Contract.from_data("c1", DATA)
     with pytest.raises(CleanroomUserError, match="below the contract's 5"):
-        QueryDocument.create("q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region", min_group_size=3)
-
-
-def test_measurement_is_the_application_hash(tmp_path):
-    f = tmp_path / "job.py"
-    f.write_text("print(1)\n")
-    assert application_measurement(f) == hashlib.sha256(b"print(1)\n").hexdigest()
-    assert len(application_measurement()) == 64
+        QueryDocument.create(
+            "q1", c, "SELECT region, COUNT(*) AS n FROM visits_b GROUP BY region", RULES, min_group_size=3
+        )
 
 
 def test_names():
@@ -116,7 +138,13 @@ def test_party_source_stays_in_the_owners_area(tmp_path):
     good = party_source(staging, "hospital_a", "hospital_a/visits.csv")
     assert good == (staging / "hospital_a" / "visits.csv").resolve()
     assert party_source(staging, "hospital_a", str(good)) == good
-    for bad in ("hospital_b/visits.csv", "hospital_a/../hospital_b/visits.csv", "/etc/passwd",
-                "hospital_a/link.csv", "hospital_a", "../x.csv"):
+    for bad in (
+        "hospital_b/visits.csv",
+        "hospital_a/../hospital_b/visits.csv",
+        "/etc/passwd",
+        "hospital_a/link.csv",
+        "hospital_a",
+        "../x.csv",
+    ):
         with pytest.raises(CleanroomUserError, match="outside hospital_a's staging area"):
             party_source(staging, "hospital_a", bad)

@@ -12,7 +12,9 @@ from include.cleanroom.errors import (
     CleanroomTransientError,
     CleanroomUserError,
 )
-from sensitive_data.operators import cleanroom as ops
+from include.cleanroom.governance import disabled_by
+from sensitive_data.operators import cleanroom_base as base
+from sensitive_data.operators import cleanroom_governance as ops
 from sensitive_data.triggers.cleanroom import GovernanceAcceptanceTrigger, SparkApplicationTrigger
 
 
@@ -22,13 +24,13 @@ from sensitive_data.triggers.cleanroom import GovernanceAcceptanceTrigger, Spark
         (CleanroomUserError("bad"), AirflowFailException),
         (CleanroomRefused("no"), AirflowFailException),
         (CleanroomConfigError("conf"), AirflowFailException),
-        (CleanroomTransientError("down"), ops.CleanroomTransientFailure),
+        (CleanroomTransientError("down"), base.CleanroomTransientFailure),
         (CleanroomError("other"), AirflowException),
     ],
 )
 def test_error_translation(error, expected):
     with pytest.raises(expected) as err:
-        with ops.cleanroom_errors():
+        with base.cleanroom_errors():
             raise error
     assert str(err.value) == str(error) and err.value.__cause__ is None
     if expected is not AirflowFailException:
@@ -37,8 +39,8 @@ def test_error_translation(error, expected):
 
 def test_disabled_by_names_the_members():
     msg = {"code": "ContractDisabled", "message": "Contract has been disabled by the following member(s): m[b,c]."}
-    assert ops.disabled_by(msg) == "b, c"
-    assert ops.disabled_by({"code": "ContractNotAccepted", "message": ""}) == "ContractNotAccepted"
+    assert disabled_by(msg) == "b, c"
+    assert disabled_by({"code": "ContractNotAccepted", "message": ""}) == "ContractNotAccepted"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,8 @@ def test_await_operator_reports_who_has_not_voted():
     event = {
         "status": "timeout",
         "state": "Proposed",
+        "proposalId": "p1",
+        "proposalState": "Open",
         "requiredVoters": ["a", "b", "c"],
         "votes": [{"memberId": "a", "vote": True}],
     }

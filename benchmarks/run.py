@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".local" / "bench" / "latest.json"
-SUITES = ("ega", "hpcs", "stager")
+SUITES = ("ega", "hpcs", "stager", "cleanroom")
 
 
 def fmt(value) -> str:

@@ -12,6 +12,8 @@
    is added to the outer aggregation as a hidden column. A group is released only if every one of
    them is ``>= plan.k`` (a join is thresholded per dataset); the hidden columns are dropped, and
    the number of suppressed groups is reported. No column of the query is trusted for this.
+   Datasets linked only by inner joins on their single identity columns have the same identity on
+   every joined row, so one count serves them all (:func:`identity_classes`).
 3. **Differential privacy** (``plan.dp``), through OpenDP's Laplace mechanism
    (``opendp.measurements.make_laplace``; discrete Laplace for counts, continuous for sums),
    applied to the vector of each aggregate over the released groups:
@@ -138,9 +140,44 @@ def _prepare_views(plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | No
 
 
 # ---------------------------------------------------------------------------- the rewrite
-def threshold_columns(plan: QueryPlan) -> dict[str, str]:
-    """Hidden column name -> the dataset whose distinct identities it counts."""
-    return {f"{INTERNAL_PREFIX}_ids_{i}": s.dataset for i, s in enumerate(plan.sources)}
+def identity_classes(plan: QueryPlan) -> list[list[int]]:
+    """The query's sources (indexes into ``plan.sources``) grouped so that all sources of a group
+    have the same identity value on every joined row: when every join is inner and an equality of
+    two single-column identities links them (``a.patient_id = b.patient_id``), the distinct
+    identities behind each group are the same set for both, so one count thresholds both."""
+    parent = list(range(len(plan.sources)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    index = {s.alias: i for i, s in enumerate(plan.sources)}
+    if all(j.kind == "inner" for j in plan.joins):
+        for j in plan.joins:
+            left_ids = plan.identity_columns[j.left.dataset]
+            right_ids = plan.identity_columns[j.right.dataset]
+            if (
+                len(left_ids) == 1
+                and len(right_ids) == 1
+                and j.left.column.casefold() == left_ids[0].casefold()
+                and j.right.column.casefold() == right_ids[0].casefold()
+            ):
+                parent[find(index[j.left.source])] = find(index[j.right.source])
+    classes: dict[int, list[int]] = {}
+    for i in range(len(plan.sources)):
+        classes.setdefault(find(i), []).append(i)
+    return sorted(classes.values())
+
+
+def threshold_columns(plan: QueryPlan) -> dict[str, tuple[str, ...]]:
+    """Hidden column name -> the datasets whose distinct identities it counts (one per identity
+    class, see :func:`identity_classes`, counted through the class's first source)."""
+    return {
+        f"{INTERNAL_PREFIX}_ids_{n}": tuple(plan.sources[i].dataset for i in cls)
+        for n, cls in enumerate(identity_classes(plan))
+    }
 
 
 def rewrite(plan: QueryPlan) -> tuple[str, dict[str, str]]:
@@ -149,10 +186,11 @@ def rewrite(plan: QueryPlan) -> tuple[str, dict[str, str]]:
     pair per ``AVG``. Returns (sql, hidden column -> purpose)."""
     tree = sqlglot.parse_one(plan.canonical_sql, read="spark")
     hidden: dict[str, str] = {}
-    for name, source in zip(threshold_columns(plan), plan.sources, strict=True):
+    for name, cls in zip(threshold_columns(plan), identity_classes(plan), strict=True):
+        source = plan.sources[cls[0]]
         cols = [exp.column(c, table=source.alias, quoted=True) for c in plan.identity_columns[source.dataset]]
         tree.select(exp.alias_(exp.Count(this=exp.Distinct(expressions=cols)), name, quoted=True), copy=False)
-        hidden[name] = f"ids:{source.dataset}"
+        hidden[name] = "ids:" + ",".join(plan.sources[i].dataset for i in cls)
     if plan.dp is not None:
         for i, o in enumerate(plan.outputs):
             if o.kind == "aggregate" and o.function == "avg":
@@ -319,13 +357,20 @@ def run_plan(
     for name in id_cols:
         keep = keep & F.coalesce(F.col(name) >= F.lit(plan.k), F.lit(False))
     keep_col = f"{INTERNAL_PREFIX}_keep"
-    flagged = result.withColumn(keep_col, keep).cache()
-    try:
-        suppressed = flagged.filter(~F.col(keep_col)).count()
-        wanted = list(plan.columns) + ([n for n in hidden if n not in id_cols] if plan.dp is not None else [])
-        rows = [list(r) for r in flagged.filter(F.col(keep_col)).select(*[F.col(f"`{c}`") for c in wanted]).collect()]
-    finally:
-        flagged.unpersist()
+    wanted = list(plan.columns) + ([n for n in hidden if n not in id_cols] if plan.dp is not None else [])
+    # one Spark job: a suppressed group reaches the driver as its flag only (every value is nulled
+    # inside Spark), so that it is counted without its data leaving the executors
+    flagged = result.select(
+        keep.alias(keep_col),
+        *[F.when(keep, F.col(f"`{c}`")).alias(f"{INTERNAL_PREFIX}_out_{i}") for i, c in enumerate(wanted)],
+    )
+    rows: list[list[Any]] = []
+    suppressed = 0
+    for r in flagged.collect():
+        if r[0]:
+            rows.append(list(r[1:]))
+        else:
+            suppressed += 1
     if plan.dp is None:
         return EnforcedResult(plan.columns, [tuple(r) for r in rows], suppressed, 0.0, plan.k)
     intervals, scales, sens = _apply_dp(plan, wanted, rows, hidden, alpha)

@@ -78,6 +78,8 @@ def as_frame(result) -> pd.DataFrame:
 def test_demo_query_equals_pandas_and_east_is_suppressed(spark):
     a, b = demo_frames()
     plan = check_query(QUERY, {"visits_a": rules("visits_a"), "visits_b": rules("visits_b")}, 5)
+    # an inner join on the identity: both datasets have the same patients in every group, one count
+    assert rewrite(plan)[1] == {"__cr_ids_0": "ids:visits_a,visits_b"}
     result = run_plan(spark, plan, views(spark, a, b))
     # independent computation over the plaintext
     j = a.merge(b, on="patient_id", suffixes=("_a", "_b"))
@@ -135,6 +137,7 @@ def test_join_thresholds_per_dataset(spark):
         "GROUP BY a.region"
     )
     plan = check_query(sql, {"visits_a": rules("visits_a"), "visits_b": rules("visits_b")}, 5)
+    assert rewrite(plan)[1] == {"__cr_ids_0": "ids:visits_a", "__cr_ids_1": "ids:visits_b"}  # one count each
     result = run_plan(spark, plan, views(spark, a, b))
     j = a.merge(b, on="patient_id", how="left", suffixes=("_a", "_b"), indicator=True)
     j["pid_b"] = j.patient_id.where(j._merge == "both")

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -325,6 +326,23 @@ def _apply_dp(plan: QueryPlan, columns: list[str], rows: list[list], hidden: dic
 
 
 # ---------------------------------------------------------------------------- the run
+@contextmanager
+def ansi_errors_off(spark):
+    """``spark.sql.ansi.enabled=false`` while a plan is analysed and run: an overflow or a bad cast
+    gives NULL instead of failing the job, so that whether a run fails never depends on whether
+    some row exists (the parser allows no arithmetic in filters either). Restored afterwards."""
+    key = "spark.sql.ansi.enabled"
+    previous = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, previous)
+
+
 def run_plan(
     spark,
     plan: QueryPlan,
@@ -342,12 +360,18 @@ def run_plan(
         OpenDP's cryptographically secure generator and cannot be seeded)
     :param alpha: under DP, each stated interval holds with probability at least ``1 - alpha``
     """
-    from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     if not 0 < alpha < 1:
         raise EnforcementError("alpha must be between 0 and 1")
     if plan.dp is not None and not (plan.dp.epsilon > 0 and math.isfinite(plan.dp.epsilon)):
         raise EnforcementError("the plan's epsilon must be a positive number")
+    with ansi_errors_off(spark):
+        return _run(spark, plan, views, rng_seed, alpha)
+
+
+def _run(spark, plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | None, alpha: float) -> EnforcedResult:
+    from pyspark.sql import functions as F  # noqa: N812, PLC0415
+
     for dataset, df in _prepare_views(plan, views, rng_seed).items():
         df.createOrReplaceTempView(dataset)
     sql, hidden = rewrite(plan)

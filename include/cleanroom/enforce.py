@@ -5,8 +5,9 @@
 
 1. **Views.** Each dataset's DataFrame is registered under its name. Under differential privacy,
    first each summed or averaged measure is clamped to its owner's bounds ``[lo, hi]`` and each
-   identity keeps at most ``m = max_rows_per_identity`` rows (one arbitrary row when ``m = 1``, a
-   seeded random sample otherwise); rows without an identity are dropped.
+   identity keeps at most ``m = max_rows_per_identity`` rows (chosen by a seeded hash of each
+   row's content, so that the choice depends on that person's rows only); rows without an
+   identity are dropped.
 2. **Thresholds computed by the runtime.** The plan's canonical SQL (never the submitted text) is
    rewritten on its AST: for each dataset of the query, ``COUNT(DISTINCT <alias>.<identity...>)``
    is added to the outer aggregation as a hidden column. A group is released only if every one of
@@ -49,6 +50,7 @@ this releases anything; ``EnforcedResult.epsilon_spent`` repeats what the run co
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -128,14 +130,15 @@ def _prepare_views(plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | No
             for (d, column), (lo, hi) in plan.dp.bounds.items():
                 if d == dataset:
                     df = df.withColumn(column, F.least(F.greatest(F.col(column).cast("double"), F.lit(lo)), F.lit(hi)))
-            m = plan.dp.max_rows_per_identity
-            if m == 1:
-                df = df.dropDuplicates(ids)
-            else:
-                order = F.rand(rng_seed) if rng_seed is not None else F.rand()
-                w = Window.partitionBy(*ids).orderBy(order)
-                df = df.withColumn(f"{INTERNAL_PREFIX}_rn", F.row_number().over(w))
-                df = df.filter(F.col(f"{INTERNAL_PREFIX}_rn") <= m).drop(f"{INTERNAL_PREFIX}_rn")
+            # which rows of a person are kept depends on that person's rows only (a seeded hash of
+            # each row's content, ties broken by the content), never on other people's rows or on
+            # the physical order; the window's sort by identity is the one the join needs anyway
+            seed = rng_seed if rng_seed is not None else secrets.randbits(31)
+            cols = [F.col(f"`{c}`") for c in df.columns]
+            w = Window.partitionBy(*ids).orderBy(F.xxhash64(F.lit(seed), *cols), *cols)
+            rn = f"{INTERNAL_PREFIX}_rn"
+            df = df.withColumn(rn, F.row_number().over(w))
+            df = df.filter(F.col(rn) <= plan.dp.max_rows_per_identity).drop(rn)
         prepared[dataset] = df
     return prepared
 
@@ -326,21 +329,31 @@ def _apply_dp(plan: QueryPlan, columns: list[str], rows: list[list], hidden: dic
 
 
 # ---------------------------------------------------------------------------- the run
+# session settings while a plan is analysed and run (restored afterwards):
+# - ANSI off: an overflow or a bad cast gives NULL instead of failing the job, so that whether a
+#   run fails never depends on whether some row exists (the parser allows no arithmetic in filters);
+# - no window group limit: the per-identity row bound under DP then sorts once, after the shuffle
+#   the join needs anyway, instead of sorting every row before it as well
+RUN_SETTINGS = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.optimizer.windowGroupLimitThreshold": "-1",
+}
+
+
 @contextmanager
-def ansi_errors_off(spark):
-    """``spark.sql.ansi.enabled=false`` while a plan is analysed and run: an overflow or a bad cast
-    gives NULL instead of failing the job, so that whether a run fails never depends on whether
-    some row exists (the parser allows no arithmetic in filters either). Restored afterwards."""
-    key = "spark.sql.ansi.enabled"
-    previous = spark.conf.get(key, None)
-    spark.conf.set(key, "false")
+def run_settings(spark):
+    """Apply :data:`RUN_SETTINGS` to the session, and restore the previous values afterwards."""
+    previous = {key: spark.conf.get(key, None) for key in RUN_SETTINGS}
+    for key, value in RUN_SETTINGS.items():
+        spark.conf.set(key, value)
     try:
         yield
     finally:
-        if previous is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, previous)
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def run_plan(
@@ -356,8 +369,8 @@ def run_plan(
         caller's job, as is registering nothing else under the datasets' names)
     :param plan: a plan from ``check_query`` (re-checked by the runtime just before)
     :param views: dataset name -> DataFrame of its plaintext (registered here as temp views)
-    :param rng_seed: seed of the per-identity row sampling under DP (the noise itself comes from
-        OpenDP's cryptographically secure generator and cannot be seeded)
+    :param rng_seed: seed of the per-identity row choice under DP (random when None; the noise
+        itself comes from OpenDP's cryptographically secure generator and cannot be seeded)
     :param alpha: under DP, each stated interval holds with probability at least ``1 - alpha``
     """
 
@@ -365,7 +378,7 @@ def run_plan(
         raise EnforcementError("alpha must be between 0 and 1")
     if plan.dp is not None and not (plan.dp.epsilon > 0 and math.isfinite(plan.dp.epsilon)):
         raise EnforcementError("the plan's epsilon must be a positive number")
-    with ansi_errors_off(spark):
+    with run_settings(spark):
         return _run(spark, plan, views, rng_seed, alpha)
 
 

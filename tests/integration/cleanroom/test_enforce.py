@@ -240,3 +240,28 @@ def test_no_data_dependent_failure_under_ansi(spark):
     result = run_plan(spark, plan, views(spark, big, big))  # a.visits + b.visits overflows an int
     assert [r[:2] for r in result.rows] == [("north", 6)]
     assert spark.conf.get("spark.sql.ansi.enabled") == "true"
+
+
+def test_dp_row_choice_depends_on_the_persons_own_rows_only(spark):
+    """Under DP, which of a person's rows are kept must not change when someone else is removed
+    (else one person could move another's contribution and the sensitivity would not hold)."""
+    from include.cleanroom.enforce import _prepare_views
+
+    cols = ["patient_id", "region", "age_band", "visits"]
+    x_rows = [("x", "north", "40-49", v) for v in (1, 5, 9, 3)]
+    others = [(f"o{i}", "north", "40-49", i % 10) for i in range(40)]
+    plan = check_query(
+        "SELECT region, SUM(visits) AS s FROM visits_a GROUP BY region",
+        {"visits_a": rules("visits_a", dp={**DP, "maxRowsPerIdentity": 2})},
+        5,
+    )
+
+    def kept_for_x(rows):
+        df = spark.createDataFrame(rows, SCHEMA).repartition(3)
+        prepared = _prepare_views(plan, {"visits_a": df}, rng_seed=11)["visits_a"]
+        return sorted(r.visits for r in prepared.filter("patient_id = 'x'").collect())
+
+    full = kept_for_x(pd.DataFrame(others + x_rows, columns=cols).itertuples(index=False, name=None))
+    assert len(full) == 2
+    assert kept_for_x(pd.DataFrame(x_rows + others[::2], columns=cols).itertuples(index=False, name=None)) == full
+    assert kept_for_x(pd.DataFrame(list(reversed(x_rows)), columns=cols).itertuples(index=False, name=None)) == full

@@ -130,12 +130,12 @@ def _prepare_views(plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | No
             for (d, column), (lo, hi) in plan.dp.bounds.items():
                 if d == dataset:
                     df = df.withColumn(column, F.least(F.greatest(F.col(column).cast("double"), F.lit(lo)), F.lit(hi)))
-            # which rows of a person are kept depends on that person's rows only (a seeded hash of
-            # each row's content, ties broken by the content), never on other people's rows or on
-            # the physical order; the window's sort by identity is the one the join needs anyway
+            # which rows of a person are kept depends on that person's rows only (a seeded 64-bit
+            # hash of each row's content; rows of one person with equal hashes are equal rows, but
+            # for a collision), never on other people's rows or on the physical order; the
+            # window's sort by identity is the one the join needs anyway
             seed = rng_seed if rng_seed is not None else secrets.randbits(31)
-            cols = [F.col(f"`{c}`") for c in df.columns]
-            w = Window.partitionBy(*ids).orderBy(F.xxhash64(F.lit(seed), *cols), *cols)
+            w = Window.partitionBy(*ids).orderBy(F.xxhash64(F.lit(seed), *[F.col(f"`{c}`") for c in df.columns]))
             rn = f"{INTERNAL_PREFIX}_rn"
             df = df.withColumn(rn, F.row_number().over(w))
             df = df.filter(F.col(rn) <= plan.dp.max_rows_per_identity).drop(rn)

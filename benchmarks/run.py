@@ -2,7 +2,8 @@
 
 Each suite's ``run()`` returns rows ``{name, value, unit, baseline, ratio}``. The rows are
 printed as a table and written to ``.local/bench/latest.json``. ``BENCH_SIZE_MB`` sets the large
-file size (default 1024); ``BENCH_ONLY=ega,hpcs`` picks suites.
+file size (default 1024); ``BENCH_ONLY=ega,hpcs`` picks suites; ``BENCH_CLEANROOM_ROWS`` sets the clean
+room's rows per dataset (default 1,000,000).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".local" / "bench" / "latest.json"
-SUITES = ("ega", "hpcs", "stager")
+SUITES = ("ega", "hpcs", "stager", "cleanroom")
 
 
 def fmt(value) -> str:

@@ -16,7 +16,7 @@ from sensitive_data.operators.cleanroom_governance import (
 STORAGE = "{{ var.value.get('cleanroom_storage_dir', '') }}"
 STAGING = "{{ var.value.get('cleanroom_staging_dir', '') }}"
 QUERY = (
-    "SELECT a.region, SUM(a.visits) AS visits_a, SUM(b.visits) AS visits_b\n"
+    "SELECT a.region, COUNT(DISTINCT a.patient_id) AS n, SUM(a.visits + b.visits) AS visits\n"
     "FROM visits_a a JOIN visits_b b ON a.patient_id = b.patient_id\n"
     "GROUP BY a.region"
 )

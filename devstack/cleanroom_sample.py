@@ -22,7 +22,7 @@ VISITS = [
     {"name": "visits", "type": "int"},
 ]
 QUERY = (
-    "SELECT a.region, SUM(a.visits) AS visits_a, SUM(b.visits) AS visits_b "
+    "SELECT a.region, COUNT(DISTINCT a.patient_id) AS n, SUM(a.visits + b.visits) AS visits "
     "FROM visits_a a JOIN visits_b b ON a.patient_id = b.patient_id GROUP BY a.region"
 )
 # patients seen by both hospitals per region; "east" (3) is below k=5 and must be suppressed,
@@ -54,7 +54,7 @@ def analysis_rules(dataset: str, k: int = 5, dp: dict | None = None) -> dict:
 
 def make_sources(staging: Path) -> dict[str, Path]:
     """hospital_a/visits.csv and hospital_b/visits.csv; returns dataset -> path. Expected result of
-    QUERY: north visits_a=40 visits_b=60 (20 patients), south 24 / 36 (12), east suppressed (3)."""
+    QUERY: north n=20 visits=20*(2+3), south n=12 visits=12*(2+3), east suppressed (3 < k=5)."""
     rows_a, rows_b = [], []
     for region, count in SHARED.items():
         for i in range(count):

@@ -5,13 +5,16 @@
 
 1. **Views.** Each dataset's DataFrame is registered under its name. Under differential privacy,
    first each summed or averaged measure is clamped to its owner's bounds ``[lo, hi]`` and each
-   identity keeps at most ``m = max_rows_per_identity`` rows (one arbitrary row when ``m = 1``, a
-   seeded random sample otherwise); rows without an identity are dropped.
+   identity keeps at most ``m = max_rows_per_identity`` rows (chosen by a seeded hash of each
+   row's content, so that the choice depends on that person's rows only); rows without an
+   identity are dropped.
 2. **Thresholds computed by the runtime.** The plan's canonical SQL (never the submitted text) is
    rewritten on its AST: for each dataset of the query, ``COUNT(DISTINCT <alias>.<identity...>)``
    is added to the outer aggregation as a hidden column. A group is released only if every one of
    them is ``>= plan.k`` (a join is thresholded per dataset); the hidden columns are dropped, and
    the number of suppressed groups is reported. No column of the query is trusted for this.
+   Datasets linked only by inner joins on their single identity columns have the same identity on
+   every joined row, so one count serves them all (:func:`identity_classes`).
 3. **Differential privacy** (``plan.dp``), through OpenDP's Laplace mechanism
    (``opendp.measurements.make_laplace``; discrete Laplace for counts, continuous for sums),
    applied to the vector of each aggregate over the released groups:
@@ -47,7 +50,9 @@ this releases anything; ``EnforcedResult.epsilon_spent`` repeats what the run co
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,22 +130,58 @@ def _prepare_views(plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | No
             for (d, column), (lo, hi) in plan.dp.bounds.items():
                 if d == dataset:
                     df = df.withColumn(column, F.least(F.greatest(F.col(column).cast("double"), F.lit(lo)), F.lit(hi)))
-            m = plan.dp.max_rows_per_identity
-            if m == 1:
-                df = df.dropDuplicates(ids)
-            else:
-                order = F.rand(rng_seed) if rng_seed is not None else F.rand()
-                w = Window.partitionBy(*ids).orderBy(order)
-                df = df.withColumn(f"{INTERNAL_PREFIX}_rn", F.row_number().over(w))
-                df = df.filter(F.col(f"{INTERNAL_PREFIX}_rn") <= m).drop(f"{INTERNAL_PREFIX}_rn")
+            # which rows of a person are kept depends on that person's rows only (a seeded 64-bit
+            # hash of each row's content; rows of one person with equal hashes are equal rows, but
+            # for a collision), never on other people's rows or on the physical order; the
+            # window's sort by identity is the one the join needs anyway
+            seed = rng_seed if rng_seed is not None else secrets.randbits(31)
+            w = Window.partitionBy(*ids).orderBy(F.xxhash64(F.lit(seed), *[F.col(f"`{c}`") for c in df.columns]))
+            rn = f"{INTERNAL_PREFIX}_rn"
+            df = df.withColumn(rn, F.row_number().over(w))
+            df = df.filter(F.col(rn) <= plan.dp.max_rows_per_identity).drop(rn)
         prepared[dataset] = df
     return prepared
 
 
 # ---------------------------------------------------------------------------- the rewrite
-def threshold_columns(plan: QueryPlan) -> dict[str, str]:
-    """Hidden column name -> the dataset whose distinct identities it counts."""
-    return {f"{INTERNAL_PREFIX}_ids_{i}": s.dataset for i, s in enumerate(plan.sources)}
+def identity_classes(plan: QueryPlan) -> list[list[int]]:
+    """The query's sources (indexes into ``plan.sources``) grouped so that all sources of a group
+    have the same identity value on every joined row: when every join is inner and an equality of
+    two single-column identities links them (``a.patient_id = b.patient_id``), the distinct
+    identities behind each group are the same set for both, so one count thresholds both."""
+    parent = list(range(len(plan.sources)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    index = {s.alias: i for i, s in enumerate(plan.sources)}
+    if all(j.kind == "inner" for j in plan.joins):
+        for j in plan.joins:
+            left_ids = plan.identity_columns[j.left.dataset]
+            right_ids = plan.identity_columns[j.right.dataset]
+            if (
+                len(left_ids) == 1
+                and len(right_ids) == 1
+                and j.left.column.casefold() == left_ids[0].casefold()
+                and j.right.column.casefold() == right_ids[0].casefold()
+            ):
+                parent[find(index[j.left.source])] = find(index[j.right.source])
+    classes: dict[int, list[int]] = {}
+    for i in range(len(plan.sources)):
+        classes.setdefault(find(i), []).append(i)
+    return sorted(classes.values())
+
+
+def threshold_columns(plan: QueryPlan) -> dict[str, tuple[str, ...]]:
+    """Hidden column name -> the datasets whose distinct identities it counts (one per identity
+    class, see :func:`identity_classes`, counted through the class's first source)."""
+    return {
+        f"{INTERNAL_PREFIX}_ids_{n}": tuple(plan.sources[i].dataset for i in cls)
+        for n, cls in enumerate(identity_classes(plan))
+    }
 
 
 def rewrite(plan: QueryPlan) -> tuple[str, dict[str, str]]:
@@ -149,10 +190,11 @@ def rewrite(plan: QueryPlan) -> tuple[str, dict[str, str]]:
     pair per ``AVG``. Returns (sql, hidden column -> purpose)."""
     tree = sqlglot.parse_one(plan.canonical_sql, read="spark")
     hidden: dict[str, str] = {}
-    for name, source in zip(threshold_columns(plan), plan.sources, strict=True):
+    for name, cls in zip(threshold_columns(plan), identity_classes(plan), strict=True):
+        source = plan.sources[cls[0]]
         cols = [exp.column(c, table=source.alias, quoted=True) for c in plan.identity_columns[source.dataset]]
         tree.select(exp.alias_(exp.Count(this=exp.Distinct(expressions=cols)), name, quoted=True), copy=False)
-        hidden[name] = f"ids:{source.dataset}"
+        hidden[name] = "ids:" + ",".join(plan.sources[i].dataset for i in cls)
     if plan.dp is not None:
         for i, o in enumerate(plan.outputs):
             if o.kind == "aggregate" and o.function == "avg":
@@ -287,6 +329,33 @@ def _apply_dp(plan: QueryPlan, columns: list[str], rows: list[list], hidden: dic
 
 
 # ---------------------------------------------------------------------------- the run
+# session settings while a plan is analysed and run (restored afterwards):
+# - ANSI off: an overflow or a bad cast gives NULL instead of failing the job, so that whether a
+#   run fails never depends on whether some row exists (the parser allows no arithmetic in filters);
+# - no window group limit: the per-identity row bound under DP then sorts once, after the shuffle
+#   the join needs anyway, instead of sorting every row before it as well
+RUN_SETTINGS = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.optimizer.windowGroupLimitThreshold": "-1",
+}
+
+
+@contextmanager
+def run_settings(spark):
+    """Apply :data:`RUN_SETTINGS` to the session, and restore the previous values afterwards."""
+    previous = {key: spark.conf.get(key, None) for key in RUN_SETTINGS}
+    for key, value in RUN_SETTINGS.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
 def run_plan(
     spark,
     plan: QueryPlan,
@@ -300,16 +369,22 @@ def run_plan(
         caller's job, as is registering nothing else under the datasets' names)
     :param plan: a plan from ``check_query`` (re-checked by the runtime just before)
     :param views: dataset name -> DataFrame of its plaintext (registered here as temp views)
-    :param rng_seed: seed of the per-identity row sampling under DP (the noise itself comes from
-        OpenDP's cryptographically secure generator and cannot be seeded)
+    :param rng_seed: seed of the per-identity row choice under DP (random when None; the noise
+        itself comes from OpenDP's cryptographically secure generator and cannot be seeded)
     :param alpha: under DP, each stated interval holds with probability at least ``1 - alpha``
     """
-    from pyspark.sql import functions as F  # noqa: N812, PLC0415
 
     if not 0 < alpha < 1:
         raise EnforcementError("alpha must be between 0 and 1")
     if plan.dp is not None and not (plan.dp.epsilon > 0 and math.isfinite(plan.dp.epsilon)):
         raise EnforcementError("the plan's epsilon must be a positive number")
+    with run_settings(spark):
+        return _run(spark, plan, views, rng_seed, alpha)
+
+
+def _run(spark, plan: QueryPlan, views: Mapping[str, Any], rng_seed: int | None, alpha: float) -> EnforcedResult:
+    from pyspark.sql import functions as F  # noqa: N812, PLC0415
+
     for dataset, df in _prepare_views(plan, views, rng_seed).items():
         df.createOrReplaceTempView(dataset)
     sql, hidden = rewrite(plan)
@@ -319,13 +394,20 @@ def run_plan(
     for name in id_cols:
         keep = keep & F.coalesce(F.col(name) >= F.lit(plan.k), F.lit(False))
     keep_col = f"{INTERNAL_PREFIX}_keep"
-    flagged = result.withColumn(keep_col, keep).cache()
-    try:
-        suppressed = flagged.filter(~F.col(keep_col)).count()
-        wanted = list(plan.columns) + ([n for n in hidden if n not in id_cols] if plan.dp is not None else [])
-        rows = [list(r) for r in flagged.filter(F.col(keep_col)).select(*[F.col(f"`{c}`") for c in wanted]).collect()]
-    finally:
-        flagged.unpersist()
+    wanted = list(plan.columns) + ([n for n in hidden if n not in id_cols] if plan.dp is not None else [])
+    # one Spark job: a suppressed group reaches the driver as its flag only (every value is nulled
+    # inside Spark), so that it is counted without its data leaving the executors
+    flagged = result.select(
+        keep.alias(keep_col),
+        *[F.when(keep, F.col(f"`{c}`")).alias(f"{INTERNAL_PREFIX}_out_{i}") for i, c in enumerate(wanted)],
+    )
+    rows: list[list[Any]] = []
+    suppressed = 0
+    for r in flagged.collect():
+        if r[0]:
+            rows.append(list(r[1:]))
+        else:
+            suppressed += 1
     if plan.dp is None:
         return EnforcedResult(plan.columns, [tuple(r) for r in rows], suppressed, 0.0, plan.k)
     intervals, scales, sens = _apply_dp(plan, wanted, rows, hidden, alpha)

@@ -31,7 +31,9 @@ The rules (each refusal's ``code`` in brackets):
   [``output``, ``aggregate``]; no ``SELECT *``, ``SELECT DISTINCT``, literal or computed columns;
   every aggregate has a name (``AS``) [``alias``];
 * ``GROUP BY`` only dimensions, no ordinals, ``ROLLUP``/``CUBE`` [``group_by``]; ``WHERE`` only
-  comparisons of dimensions, measures and join columns with literals [``where``]; no ``HAVING``
+  comparisons, ``IN`` lists, ``BETWEEN``, ``LIKE``, ``IS NULL`` of dimensions, measures and join
+  columns and literals, without arithmetic (nothing that could fail on some rows only and so tell
+  whether they exist; the runtime also turns ANSI errors off) [``where``]; no ``HAVING``
   [``having``], ``LIMIT``/``OFFSET`` [``limit``]; ``ORDER BY`` only dimensions [``order_by``];
 * joins: ``[INNER|LEFT|RIGHT|FULL] JOIN ... ON a.x = b.y [AND ...]`` (or ``USING``) where each
   column is one of its owner's join columns; no cross, natural, semi or anti joins [``join``];
@@ -100,14 +102,13 @@ _FILTER = (
     exp.Boolean,
     exp.Null,
     exp.Neg,
-    exp.Add,
-    exp.Sub,
-    exp.Mul,
-    exp.Div,
     exp.Column,
     exp.Identifier,
 )
-_ALLOWED_NODES = (*_STRUCTURE, *_FILTER, *_AGGREGATES)
+# an aggregate's argument adds and subtracts measures; nothing multiplies, divides or casts, so that
+# no expression can fail on some rows only (a failure would tell whether such a row exists)
+_ARITHMETIC = (exp.Add, exp.Sub)
+_ALLOWED_NODES = (*_STRUCTURE, *_FILTER, *_ARITHMETIC, *_AGGREGATES)
 _SET_OPERATIONS = (exp.Union, exp.Intersect, exp.Except)
 _GENERATORS = tuple(
     getattr(exp, name)
@@ -322,7 +323,7 @@ def _screen(tree: exp.Expression) -> None:
             raise QueryRefused(
                 "function",
                 f"the function {_function_name(node)}() is not allowed (aggregates: count, sum, avg, min, max; "
-                "filters: comparisons, IN, BETWEEN, LIKE, IS NULL, + - * /)",
+                "filters: comparisons, IN, BETWEEN, LIKE, IS NULL)",
             )
     for node in nodes:
         if isinstance(node, exp.Select):
@@ -353,7 +354,7 @@ def _screen(tree: exp.Expression) -> None:
             raise QueryRefused(
                 "function",
                 f"the function {_function_name(node)}() is not allowed (aggregates: count, sum, avg, min, max; "
-                "filters: comparisons, IN, BETWEEN, LIKE, IS NULL, + - * /)",
+                "filters: comparisons, IN, BETWEEN, LIKE, IS NULL)",
             )
         raise QueryRefused("syntax", f"{node.key.upper()} is not allowed in a clean-room query")
 
@@ -528,6 +529,8 @@ class _Checker:
                 if isinstance(sub, (exp.Subquery, exp.Select)):
                     raise QueryRefused("subquery", "subqueries inside expressions are not allowed: JOIN instead")
                 raise QueryRefused("where", f"{sub.key.upper()} is not allowed in a filter")
+            if isinstance(sub, exp.Neg) and not isinstance(sub.this, exp.Literal):
+                raise QueryRefused("where", "a filter compares columns with literals: no arithmetic")
             if isinstance(sub, exp.In) and sub.args.get("query") is not None:
                 raise QueryRefused("subquery", "IN (SELECT ...) is not allowed: JOIN on the owners' join columns")
             if isinstance(sub, exp.Column):

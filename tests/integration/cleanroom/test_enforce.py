@@ -78,6 +78,8 @@ def as_frame(result) -> pd.DataFrame:
 def test_demo_query_equals_pandas_and_east_is_suppressed(spark):
     a, b = demo_frames()
     plan = check_query(QUERY, {"visits_a": rules("visits_a"), "visits_b": rules("visits_b")}, 5)
+    # an inner join on the identity: both datasets have the same patients in every group, one count
+    assert rewrite(plan)[1] == {"__cr_ids_0": "ids:visits_a,visits_b"}
     result = run_plan(spark, plan, views(spark, a, b))
     # independent computation over the plaintext
     j = a.merge(b, on="patient_id", suffixes=("_a", "_b"))
@@ -135,6 +137,7 @@ def test_join_thresholds_per_dataset(spark):
         "GROUP BY a.region"
     )
     plan = check_query(sql, {"visits_a": rules("visits_a"), "visits_b": rules("visits_b")}, 5)
+    assert rewrite(plan)[1] == {"__cr_ids_0": "ids:visits_a", "__cr_ids_1": "ids:visits_b"}  # one count each
     result = run_plan(spark, plan, views(spark, a, b))
     j = a.merge(b, on="patient_id", how="left", suffixes=("_a", "_b"), indicator=True)
     j["pid_b"] = j.patient_id.where(j._merge == "both")
@@ -188,8 +191,7 @@ def test_dp_results_within_the_stated_error_bound(spark):
     alpha = 1e-6  # each interval fails with probability <= 1e-6: the test is not flaky
     result = run_plan(spark, plan, views(spark, a, b), rng_seed=1, alpha=alpha)
     j = a.merge(b, on="patient_id", suffixes=("_a", "_b"))
-    truth = j.groupby("region_a").agg(
-        n=("patient_id", "nunique"), mean=("visits_b", "mean"))
+    truth = j.groupby("region_a").agg(n=("patient_id", "nunique"), mean=("visits_b", "mean"))
     truth["visits"] = j.assign(v=j.visits_a + j.visits_b).groupby("region_a")["v"].sum()
     assert result.epsilon_spent == 1.0 and result.confidence == 1 - alpha
     assert result.suppressed_groups == 1  # east
@@ -214,8 +216,9 @@ def test_dp_bounds_rows_per_identity(spark):
     # a patient with many rows contributes at most maxRowsPerIdentity (1) of them
     heavy = pd.DataFrame([("north-0000", "north", "40-49", 10)] * 50, columns=a.columns)
     a2 = pd.concat([a, heavy], ignore_index=True)
-    plan = check_query("SELECT region, COUNT(*) AS n FROM visits_a GROUP BY region",
-                       {"visits_a": rules("visits_a", dp=DP)}, 5)
+    plan = check_query(
+        "SELECT region, COUNT(*) AS n FROM visits_a GROUP BY region", {"visits_a": rules("visits_a", dp=DP)}, 5
+    )
     result = run_plan(spark, plan, views(spark, a2, b), alpha=1e-6)
     assert result.dp_scales == {"n": pytest.approx(1.0, rel=1e-5)}  # sensitivity 1 / epsilon 1
     i = [r[0] for r in result.rows].index("north")
@@ -223,3 +226,42 @@ def test_dp_bounds_rows_per_identity(spark):
     assert hi - lo < 40
     assert lo <= 400 <= hi  # one row per patient: the heavy patient's 50 extra rows are not counted
     assert not lo <= 450 <= hi
+
+
+def test_no_data_dependent_failure_under_ansi(spark):
+    """An aggregate that would overflow on some rows only does not fail the run (ANSI errors off),
+    and the session's setting is restored afterwards."""
+    big = pd.DataFrame(
+        [(f"p{i}", "north", "40-49", 2_000_000_000) for i in range(6)],
+        columns=["patient_id", "region", "age_band", "visits"],
+    )
+    plan = check_query(QUERY, {"visits_a": rules("visits_a"), "visits_b": rules("visits_b")}, 5)
+    spark.conf.set("spark.sql.ansi.enabled", "true")
+    result = run_plan(spark, plan, views(spark, big, big))  # a.visits + b.visits overflows an int
+    assert [r[:2] for r in result.rows] == [("north", 6)]
+    assert spark.conf.get("spark.sql.ansi.enabled") == "true"
+
+
+def test_dp_row_choice_depends_on_the_persons_own_rows_only(spark):
+    """Under DP, which of a person's rows are kept must not change when someone else is removed
+    (else one person could move another's contribution and the sensitivity would not hold)."""
+    from include.cleanroom.enforce import _prepare_views
+
+    cols = ["patient_id", "region", "age_band", "visits"]
+    x_rows = [("x", "north", "40-49", v) for v in (1, 5, 9, 3)]
+    others = [(f"o{i}", "north", "40-49", i % 10) for i in range(40)]
+    plan = check_query(
+        "SELECT region, SUM(visits) AS s FROM visits_a GROUP BY region",
+        {"visits_a": rules("visits_a", dp={**DP, "maxRowsPerIdentity": 2})},
+        5,
+    )
+
+    def kept_for_x(rows):
+        df = spark.createDataFrame(rows, SCHEMA).repartition(3)
+        prepared = _prepare_views(plan, {"visits_a": df}, rng_seed=11)["visits_a"]
+        return sorted(r.visits for r in prepared.filter("patient_id = 'x'").collect())
+
+    full = kept_for_x(pd.DataFrame(others + x_rows, columns=cols).itertuples(index=False, name=None))
+    assert len(full) == 2
+    assert kept_for_x(pd.DataFrame(x_rows + others[::2], columns=cols).itertuples(index=False, name=None)) == full
+    assert kept_for_x(pd.DataFrame(list(reversed(x_rows)), columns=cols).itertuples(index=False, name=None)) == full

@@ -59,6 +59,14 @@ def hpcs_errors() -> Iterator[None]:
         raise AirflowException(str(exc)) from None
 
 
+def mask_pem(pem: str) -> None:
+    """Register a PEM text with the secrets masker: whole, and each key line (a log may split it)."""
+    mask_secret(pem)
+    for line in pem.splitlines():
+        if line.strip() and not line.startswith("-----"):
+            mask_secret(line.strip())
+
+
 def default_local_dir(name: str) -> str:
     local = os.environ.get("SDP_LOCAL")
     base = Path(local) if local else Path(tempfile.gettempdir()) / "sdp"
@@ -278,7 +286,7 @@ class HpcsPrepareOperator(HpcsBaseOperator):
                 archive = reused
             else:
                 keys = KeyPair.generate()
-                mask_secret(keys.private_pem().decode())
+                mask_pem(keys.private_pem().decode())
                 write_private_file(scratch.private_key_path, keys.private_pem())
                 write_private_file(scratch.public_key_path, keys.public_pem())
                 progress = Progress("prepare", summary.bytes if summary else 0, self.log.info)
@@ -433,7 +441,7 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
                     "the private key of this archive is gone (teardown ran): clear the "
                     "'prepare' task so that a new archive and key are made"
                 ) from None
-            mask_secret(key)
+            mask_pem(key)
             jwt = self.current_jwt(svid)
             hook = HpcsVaultHook(self.vault_conn_id)
             hook.login_jwt(role=f"client_{client_id}", jwt=jwt)

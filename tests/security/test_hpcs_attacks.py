@@ -47,9 +47,9 @@ def _trigger_as(stack, user: str, conf: dict) -> str:
     return resp.json()["dag_run_id"]
 
 
-def _conf(name: str, users=("root",)) -> dict:
-    return {"input_path": name, "secret_name": name, "users": list(users), "compute_nodes": ["cn01"],
-            "path_at_rest": f"/project/{name}", "compression": "none"}
+def _conf(name: str, users=("root",), input_path: str = "") -> dict:
+    return {"input_path": input_path or name, "secret_name": name, "users": list(users),
+            "compute_nodes": ["cn01"], "path_at_rest": f"/project/{name}", "compression": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +81,10 @@ def test_the_client_token_does_not_outlive_its_write(stack, owned):
 def test_another_researcher_cannot_take_over_a_secret_name(stack, owned):
     name = owned["name"]
     role = f"client_{owned['client_id']}-{name}"
-    role_before = _vault(stack, "GET", f"auth/jwt/role/{role}").json()
+    role_before = _vault(stack, "GET", f"auth/jwt/role/{role}").json()["data"]
     policies_before = _vault(stack, "LIST", "sys/policies/acl").json()["data"]["keys"]
-    _input(stack, name)  # bob stages his own data under the same name
-    run_id = _trigger_as(stack, "bob", _conf(name, users=["mallory"]))
+    _input(stack, f"{name}-bob")  # bob stages his own data, to be kept under the same secret name
+    run_id = _trigger_as(stack, "bob", _conf(name, users=["mallory"], input_path=f"{name}-bob"))
     result = stack.wait(DAG_ID, run_id, timeout=300)
     assert result.state == "failed"
     assert result.tasks["prepare"] == "failed" and result.try_numbers.get("prepare", 1) == 1
@@ -92,7 +92,7 @@ def test_another_researcher_cannot_take_over_a_secret_name(stack, owned):
     assert "belongs to another Airflow user" in result.log("prepare")
     # nothing was added: the key, its read role (bound workloads) and the policies are as they were
     assert _vault(stack, "GET", f"kv/metadata/{owned['secret_path']}").json()["data"]["current_version"] == 1
-    assert _vault(stack, "GET", f"auth/jwt/role/{role}").json() == role_before
+    assert _vault(stack, "GET", f"auth/jwt/role/{role}").json()["data"] == role_before
     assert _vault(stack, "LIST", "sys/policies/acl").json()["data"]["keys"] == policies_before
     # bob reads the owner's run (Airflow's permissions are per DAG, not per run: docs/security.md)
     # but finds no secret in it
@@ -142,8 +142,8 @@ def test_a_retry_with_the_unchanged_archive_succeeds_a_changed_one_is_refused(st
 
 
 def test_a_secret_name_cannot_be_prepared_twice_even_by_its_owner(stack, owned):
-    _input(stack, owned["name"])
-    run_id = _trigger_as(stack, ME, _conf(owned["name"]))
+    _input(stack, f"{owned['name']}-again")
+    run_id = _trigger_as(stack, ME, _conf(owned["name"], input_path=f"{owned['name']}-again"))
     result = stack.wait(DAG_ID, run_id, timeout=300)
     assert result.state == "failed" and result.tasks["prepare"] == "failed"
     assert "never replaced: choose a new secret_name" in result.log("prepare")

@@ -74,7 +74,8 @@ with DAG(
             maxLength=SECRET_NAME_MAX,
             title="Secret name",
             description="Name of the key in Vault and of the archive; empty: the input's base name. "
-            "Characters A-Z a-z 0-9 . _ -",
+            "Characters A-Z a-z 0-9 . _ -. A name belongs to the user whose run first prepared it and its "
+            "key is never replaced: a new preparation needs a new name.",
         ),
         "users": _names("Users", "UNIX users that may read the key on the compute nodes"),
         "groups": _names(
@@ -133,17 +134,20 @@ Follows HPCS's documented sequence, one task per step, all on the worker where t
 agent runs:
 
 1. **setup_spire_agent** (setup) - join token from the HPCS server, SPIRE agent started for this run.
-2. **prepare** - the input streamed into tar (gzip or not), Crypt4GH-encrypted for a fresh X25519
-   key pair, sha512 computed on the fly; the private key only in a 0600 file of the run's scratch dir.
+2. **prepare** - the secret name is claimed for the user who triggered the run (refused if another
+   user or another run has it), then the input streamed into tar (gzip or not), Crypt4GH-encrypted
+   for a fresh X25519 key pair, sha512 computed on the fly; the private key only in a 0600 file.
 3. **svid** - a JWT-SVID from the agent's Workload API.
-4. **vault** - JWT login (role `client_<id>`), `{"key": ...}` written to `kv/client_<id>/<secret_name>`.
-5. **workloads** - the HPCS server registers compute nodes x users/groups allowed to read the key.
+4. **vault** - JWT login (role `client_<id>`), `{"key": ...}` written to `kv/client_<id>/<secret_name>`
+   with check-and-set (never over an existing key), then the Vault token is revoked.
+5. **workloads** - only the secret's owner: the HPCS server registers compute nodes x users/groups.
 6. **info_file** - `<secret_name>.info.yaml` (path_at_rest, secret_path, access_role, checksum, spiffeID).
 7. **ship** - archive then info file over SFTP to `path_at_rest`: resumable, size-verified.
 8. **teardown_spire_agent** (teardown, runs even after a failure) - agent stopped, key material deleted.
 
 Bad input fails at once with a message saying what to fix; unreachable services are retried.
-A re-run reuses an unchanged archive (no new key version) and resumes shipping. See docs/hpcs.md.
+A re-run (clear) reuses an unchanged archive (its key is already in Vault) and resumes shipping;
+a changed archive is refused. See docs/hpcs.md and docs/security.md.
 """,
 ) as dag:
     setup = HpcsSpireAgentSetupOperator(

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=10080)
     p.add_argument("--vault-url", required=True)
-    p.add_argument("--vault-token")
+    p.add_argument("--vault-token", default=os.environ.get("HPCS_VAULT_TOKEN"),
+                   help="default: $HPCS_VAULT_TOKEN (keeps it off argv)")
     p.add_argument("--vault-token-file")
     p.add_argument("--spire-url", required=True)
     p.add_argument("--spire-admin-token")

@@ -8,8 +8,9 @@ point at, under ``$SDP_LOCAL`` (the shared ``sdp-data`` volume). Idempotent: exi
   public half for ``$SFTP_USER``;
 * ``irods/users.json``: the repository's users (``$IRODS_USERS``, ``name:password`` separated by spaces)
   for the WebDAV door, in the format of the devstack iRODS stand-in's users file;
-* the simple auth manager's passwords file (``$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE``)
-  with ``admin: $AIRFLOW_ADMIN_PASSWORD``.
+The Airflow accounts are not made here: airflow-init runs ``python -m sensitive_data.auth.roles sync``
+(roles and per-DAG permissions of the FAB auth manager) and ``... admin admin`` (the admin account,
+password from ``$AIRFLOW_ADMIN_PASSWORD``: never on a command line) after ``airflow db migrate``.
 """
 
 from __future__ import annotations
@@ -71,9 +72,6 @@ def main() -> None:
     sftp_key(local / "supercomputer_sftp")
     users_file(local / "irods" / "users.json", os.environ.get("IRODS_USERS", ""))
 
-    passwords = Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
-    passwords.parent.mkdir(parents=True, exist_ok=True)
-    write_private(passwords, json.dumps({"admin": os.environ["AIRFLOW_ADMIN_PASSWORD"]}).encode())
     print(f"bootstrap: files under {local} ready")
 
 

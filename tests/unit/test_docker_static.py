@@ -279,3 +279,38 @@ def test_spire_and_vault_configs_parse_and_agree(services):
     assert "x509pop" in attestors
     agent_attestors = {b.labels[0] for b in hcl.blocks(agent["plugins"][0].body, "NodeAttestor")}
     assert agent_attestors <= attestors
+
+
+# flags that would put a credential on a command line, which `ps` shows to every local user
+_SECRET_FLAGS = {"--token", "--member", "--vault-token", "--spire-admin-token", "--root-token", "--password",
+                 "-joinToken", "--broker-url"}
+
+
+def _argv(service: dict) -> list[str]:
+    parts = []
+    for key in ("entrypoint", "command"):
+        value = service.get(key) or []
+        parts += value if isinstance(value, list) else str(value).split()
+    return [str(p) for p in parts]
+
+
+def test_no_secret_on_a_command_line(services, env_example):
+    secret_vars = {k for k in env_example if re.search(r"PASSWORD|SECRET|TOKEN|KEY", k)}
+    for name, service in services.items():
+        argv = _argv(service)
+        assert not _SECRET_FLAGS & set(argv), f"{name}: a secret-carrying flag on its command line: {argv}"
+        text = " ".join(argv)
+        assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), f"{name}: a URL with credentials in its command"
+        for var in secret_vars:
+            assert f"${{{var}" not in text, f"{name}: ${var} on its command line"
+
+
+def test_airflow_uses_fab_with_the_platform_roles(compose, services):
+    env = compose["x-airflow-common-env"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
+    assert env["AIRFLOW__FAB__UPDATE_FAB_PERMS"] == "False"  # else FAB re-grants every DAG to Viewer/User/Op
+    assert not [k for k in env if k.startswith("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER")]
+    init = " ".join(_argv(services["airflow-init"]))
+    assert init.index("airflow db migrate") < init.index("sensitive_data.auth.roles sync") < init.index(
+        "sensitive_data.auth.roles admin admin")
+    assert "AIRFLOW_ADMIN_PASSWORD" in services["airflow-init"]["environment"]

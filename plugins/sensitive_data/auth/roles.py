@@ -57,7 +57,9 @@ PIPELINES: dict[str, dict[str, dict[str, set[str]]]] = {
 _BASE = [
     ("can_read", "Website"), ("can_read", "My Password"), ("can_edit", "My Password"),
     ("can_read", "My Profile"), ("can_edit", "My Profile"),
-    ("can_read", "Task Instances"), ("can_read", "Task Logs"), ("can_read", "XComs"),
+    # FAB checks task instances against the global "DAG Runs" and "Task Instances" resources (and then
+    # the DAG): without them a role cannot read the task instances even of its own DAGs
+    ("can_read", "DAG Runs"), ("can_read", "Task Instances"), ("can_read", "Task Logs"), ("can_read", "XComs"),
     ("can_read", "DAG Dependencies"), ("can_read", "DAG Code"), ("can_read", "DAG Versions"),
     ("can_read", "DAG Warnings"), ("can_read", "Assets"), ("can_read", "Pools"),
     ("menu_access", "DAGs"), ("menu_access", "DAG Runs"), ("menu_access", "Browse"),

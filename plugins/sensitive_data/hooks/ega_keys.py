@@ -5,7 +5,9 @@ The connection's password is the keys' passphrase. Extra, one of:
 - ``private_key_paths``: a list of files holding PEM keys;
 - ``vault_conn_id`` + ``vault_path``: a Vault secret whose ``private_key*`` fields hold PEM keys
   and whose optional ``passphrase`` field overrides the connection's password.
-Several keys are tried in turn on each header (key rotation). Keys never reach logs or XCom.
+Several keys are tried in turn on each header (key rotation). Keys never reach logs or XCom: the
+passphrase and every PEM text (from the connection, a file or Vault) are registered with the
+secrets masker before they are used.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from include.ega.c4gh import load_private_key
 
@@ -50,6 +53,9 @@ class EgaKeysHook(BaseHook):
             pems.append(Path(path).read_text())
         if not pems:
             raise ValueError(f"connection {self.lega_keys_conn_id} holds no private key")
+        for value in [passphrase, *pems]:
+            if value:
+                mask_secret(value)
         try:
             return [load_private_key(pem, passphrase) for pem in pems]
         except Exception as exc:  # noqa: BLE001 - any failure: a message without key material

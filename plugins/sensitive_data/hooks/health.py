@@ -122,11 +122,23 @@ def probe_tcp(conn_id: str) -> str:
         return f"{conn.host}:{conn.port} accepts connections"
 
 
-def probe_irods(conn_id: str) -> str:
-    """Log in to iRODS with the data streamer's service account and stat the zone."""
-    from sensitive_data.hooks.stager import StagerIrodsHook, StagerServiceAccountHook  # noqa: PLC0415
+def _service_account() -> tuple[str, str]:
+    """The data streamer's service account; its password registered with the secrets masker."""
+    from airflow.sdk.log import mask_secret  # noqa: PLC0415
+
+    from sensitive_data.hooks.stager import StagerServiceAccountHook  # noqa: PLC0415
 
     user, password, _ = StagerServiceAccountHook().credential()
+    if password:
+        mask_secret(password)
+    return user, password
+
+
+def probe_irods(conn_id: str) -> str:
+    """Log in to iRODS with the data streamer's service account and stat the zone."""
+    from sensitive_data.hooks.stager import StagerIrodsHook  # noqa: PLC0415
+
+    user, password = _service_account()
     hook = StagerIrodsHook(conn_id)
     with hook.client(user, password) as client:
         client.login()
@@ -135,9 +147,9 @@ def probe_irods(conn_id: str) -> str:
 
 def probe_webdav(conn_id: str) -> str:
     """The repository's WebDAV accepts the data streamer's service account."""
-    from sensitive_data.hooks.stager import StagerServiceAccountHook, StagerWebdavHook  # noqa: PLC0415
+    from sensitive_data.hooks.stager import StagerWebdavHook  # noqa: PLC0415
 
-    user, password, _ = StagerServiceAccountHook().credential()
+    user, password = _service_account()
     hook = StagerWebdavHook(conn_id)
     hook.check_credential(user, password)
     return f"PROPFIND {hook.url} accepted for {user}"

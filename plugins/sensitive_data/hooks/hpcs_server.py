@@ -7,6 +7,7 @@ from typing import Any
 
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
 
@@ -121,6 +122,8 @@ class HpcsServerHook(BaseHook):
     def register_client(self) -> ClientRegistration:
         """``POST /api/client/register``: a join token for this client's SPIRE agent."""
         body = self._post("/api/client/register", "registering the client")
+        if body.get("token"):
+            mask_secret(str(body["token"]))
         try:
             return ClientRegistration(
                 client_id=str(body["client_id"]),

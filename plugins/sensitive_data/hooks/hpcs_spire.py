@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from include.hpcs.agent_config import AgentConfig, render_command
 from include.hpcs.errors import HpcsError, HpcsTransientError
-from include.hpcs.scratch import RunScratch
+from include.hpcs.scratch import RunScratch, write_private_file
 
-DEFAULT_COMMAND = "spire-agent run -config {config} -joinToken {token}"
+DEFAULT_COMMAND = "spire-agent run -config {config}"
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ class SpireAgentHook(BaseHook):
     The connection's ``host``/``port`` are the SPIRE server's (or the ``server_address`` and
     ``server_port`` extras). Extras:
     ``trust_domain`` (required); ``command``: the agent command template with ``{config}``,
-    ``{token}``, ``{socket}``, ``{data_dir}``, ``{log}`` and ``{python}`` placeholders (default
-    ``spire-agent run -config {config} -joinToken {token}``; in development
-    ``{python} -m devstack.spire agent run -config {config} -joinToken {token}``); ``cwd`` and ``env``
+    ``{socket}``, ``{data_dir}``, ``{log}`` and ``{python}`` placeholders (default
+    ``spire-agent run -config {config}``; in development
+    ``{python} -m devstack.spire agent run -config {config}``); the join token is written into the
+    0600 config, never on the command line (a template with ``{token}`` is refused); ``cwd`` and ``env``
     for that command; ``trust_bundle_path`` (else insecure bootstrap as HPCS does); ``log_level``;
     ``ready_timeout`` (seconds to wait for the Workload API socket, default 60).
 
@@ -104,7 +106,7 @@ class SpireAgentHook(BaseHook):
     def trust_domain(self) -> str:
         return str(self._load()["trust_domain"])
 
-    def agent_config(self, scratch: RunScratch) -> AgentConfig:
+    def agent_config(self, scratch: RunScratch, join_token: str | None = None) -> AgentConfig:
         extra = self._load()
         assert self._server is not None
         return AgentConfig(
@@ -115,6 +117,7 @@ class SpireAgentHook(BaseHook):
             data_dir=str(scratch.agent_data_dir),
             log_level=str(extra.get("log_level", "INFO")),
             trust_bundle_path=extra.get("trust_bundle_path"),
+            join_token=join_token,
         )
 
     def start(self, scratch: RunScratch, join_token: str) -> int:
@@ -124,18 +127,16 @@ class SpireAgentHook(BaseHook):
             self.stop(scratch)
         scratch.ensure_agent_dir()
         scratch.socket_path.unlink(missing_ok=True)
-        config = self.agent_config(scratch)
-        scratch.agent_config_path.write_text(config.render())
-        os.chmod(scratch.agent_config_path, 0o600)
-        argv = render_command(
+        mask_secret(join_token)
+        argv = render_command(  # refuses a command line with the token before anything is written
             str(extra.get("command") or DEFAULT_COMMAND),
             config=str(scratch.agent_config_path),
-            token=join_token,
             socket=str(scratch.socket_path),
             data_dir=str(scratch.agent_data_dir),
             log=str(scratch.agent_log_path),
             python=sys.executable,
         )
+        write_private_file(scratch.agent_config_path, self.agent_config(scratch, join_token).render().encode())
         env = {**os.environ, **{str(k): str(v) for k, v in (extra.get("env") or {}).items()}}
         cwd = extra.get("cwd") or None  # inherited: the config holds absolute paths only
         with open(scratch.agent_log_path, "ab") as log:
@@ -164,6 +165,8 @@ class SpireAgentHook(BaseHook):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if _socket_ready(scratch.socket_path):
+                # attested: the (used) join token need not stay on disk either
+                write_private_file(scratch.agent_config_path, self.agent_config(scratch).render().encode())
                 return
             if pid is None or not _alive(pid):
                 raise HpcsTransientError(
@@ -189,7 +192,7 @@ class SpireAgentHook(BaseHook):
             text = scratch.agent_log_path.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             return "(no agent log)"
-        # The join token is on the command line only, but be safe if an agent echoes it.
+        # The join token is in the 0600 config only, but be safe if an agent echoes it.
         return "\n".join(line for line in text if "token" not in line.lower())
 
     def stop(self, scratch: RunScratch, grace: float = 10.0) -> bool:
@@ -236,6 +239,7 @@ class SpireAgentHook(BaseHook):
                     svid = client.fetch_jwt_svid(audience={audience}, subject=SpiffeId(subject) if subject else None)
                 finally:
                     client.close()
+                mask_secret(svid.token)
                 return JwtSvid(token=svid.token, spiffe_id=str(svid.spiffe_id), expiry=int(svid.expiry))
             except Exception as exc:  # noqa: BLE001 - retried, then reported without details
                 last = type(exc).__name__

@@ -7,9 +7,14 @@ from typing import Any
 import hvac
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 from hvac import exceptions as vault_errors
 
 from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError
+
+
+class HpcsSecretExists(HpcsError):
+    """A check-and-set write found the secret already there (another version than expected)."""
 
 _TRANSIENT = (
     vault_errors.VaultDown,
@@ -30,7 +35,8 @@ class HpcsVaultHook(BaseHook):
     ``client.auth.jwt.jwt_login``. The connection gives ``host``, ``port`` and ``schema``
     (``http``/``https``, or the ``url`` extra); extras: ``kv_mount`` (default ``kv``),
     ``jwt_mount`` (default ``jwt``), ``verify`` (true/false or a CA path), ``timeout``.
-    The Vault token lives only in this hook's memory.
+    The Vault token lives only in this hook's memory (and is registered with the secrets masker);
+    ``revoke_self`` ends it as soon as its one write is done.
 
     :param vault_conn_id: the Vault connection
     """
@@ -68,6 +74,7 @@ class HpcsVaultHook(BaseHook):
     def login_jwt(self, role: str, jwt: str) -> None:
         """Log in with ``role`` and ``jwt``; the token is kept in the client only."""
         client = self.get_conn()
+        mask_secret(jwt)
         try:
             client.auth.jwt.jwt_login(role=role, jwt=jwt, path=self.jwt_mount)
         except _TRANSIENT as exc:
@@ -87,17 +94,46 @@ class HpcsVaultHook(BaseHook):
             ) from None
         except vault_errors.VaultError as exc:
             raise HpcsError(f"Vault JWT login failed ({type(exc).__name__})") from None
+        if client.token:
+            mask_secret(client.token)
 
-    def write_secret(self, path: str, secret: dict[str, Any]) -> int:
-        """Create or update ``path`` in the KV v2 mount; returns the new version."""
+    def revoke_self(self) -> bool:
+        """Revoke the token of the login (``auth/token/revoke-self``); True when one was revoked."""
         client = self.get_conn()
+        if not client.token:
+            return False
         try:
-            resp = client.secrets.kv.v2.create_or_update_secret(path=path, secret=secret, mount_point=self.kv_mount)
+            client.auth.token.revoke_self()
+        except _TRANSIENT as exc:
+            raise HpcsTransientError(
+                f"Vault at {self.url} is unavailable for revoking the client token ({type(exc).__name__})"
+            ) from None
+        except vault_errors.VaultError as exc:
+            raise HpcsError(f"Vault refused revoking the client token ({type(exc).__name__})") from None
+        client.token = None
+        return True
+
+    def write_secret(self, path: str, secret: dict[str, Any], cas: int | None = None) -> int:
+        """Create or update ``path`` in the KV v2 mount; returns the new version.
+
+        :param cas: check-and-set: write only if the secret's current version is ``cas`` (``0``: only
+            if it does not exist yet); otherwise ``HpcsSecretExists``
+        """
+        client = self.get_conn()
+        kwargs = {"cas": cas} if cas is not None else {}
+        try:
+            resp = client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret=secret, mount_point=self.kv_mount, **kwargs
+            )
         except _TRANSIENT as exc:
             raise HpcsTransientError(
                 f"Vault at {self.url} is unavailable for writing {self.kv_mount}/{path} "
                 f"({type(exc).__name__}); retrying later"
             ) from None
+        except vault_errors.InvalidRequest as exc:
+            if cas is not None and "check-and-set" in str(exc):
+                raise HpcsSecretExists(f"{self.kv_mount}/{path} already exists (check-and-set {cas})") from None
+            raise HpcsError(f"Vault refused writing {self.kv_mount}/{path} (InvalidRequest)") from None
         except (vault_errors.Forbidden, vault_errors.Unauthorized, vault_errors.InvalidPath) as exc:
             raise HpcsConfigError(
                 f"Vault refused writing {self.kv_mount}/{path} ({type(exc).__name__}): "

@@ -5,6 +5,10 @@ Each step of HPCS's documented sequence is one thin operator over ``include.hpcs
 the worker where the SPIRE agent runs; only paths to secret files and non-secret facts go
 through XCom. Errors are translated once: bad input or configuration fails without retry
 (``AirflowFailException``), transient failures raise for a retry with backoff.
+
+Who asks is the run's ``triggering_user_name`` as the API server recorded it (never the conf): the
+first user to prepare a secret name owns it (``include.hpcs.ownership``); every secret a step
+handles (join token, JWT-SVID, Vault token, the archive key) is registered with the secrets masker.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.log import mask_secret
 
 from include.hpcs.archive import KeyPair, prepare_archive, scan_input
 from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
 from include.hpcs.info import DatasetInfo, info_file_name
 from include.hpcs.names import default_secret_name, validate_access, validate_secret_name
+from include.hpcs.ownership import SecretOwners
 from include.hpcs.progress import Progress
 from include.hpcs.scratch import RunScratch, read_private_file, write_private_file
 
@@ -51,6 +57,14 @@ def hpcs_errors() -> Iterator[None]:
         raise HpcsTransientFailure(str(exc)) from None
     except HpcsError as exc:
         raise AirflowException(str(exc)) from None
+
+
+def mask_pem(pem: str) -> None:
+    """Register a PEM text with the secrets masker: whole, and each key line (a log may split it)."""
+    mask_secret(pem)
+    for line in pem.splitlines():
+        if line.strip() and not line.startswith("-----"):
+            mask_secret(line.strip())
 
 
 def default_local_dir(name: str) -> str:
@@ -81,6 +95,15 @@ class HpcsBaseOperator(BaseOperator):
         dag_run = context["dag_run"]
         return RunScratch(root, dag_run.dag_id, dag_run.run_id, socket_root=self.socket_dir or None)
 
+    def owners(self) -> SecretOwners:
+        return SecretOwners(self.scratch_dir or default_local_dir("hpcs/scratch"))
+
+    @staticmethod
+    def caller(context) -> tuple[str, str]:
+        """(the Airflow user who triggered the run, as the API server recorded it; ``dag_id/run_id``)."""
+        dag_run = context["dag_run"]
+        return str(getattr(dag_run, "triggering_user_name", None) or ""), f"{dag_run.dag_id}/{dag_run.run_id}"
+
     def current_jwt(self, svid: dict[str, Any], margin: float = 60.0) -> str:
         """The run's JWT-SVID from its 0600 file, fetched again from the agent when it expires
         within ``margin`` seconds (a retry may come long after the ``svid`` task)."""
@@ -93,7 +116,9 @@ class HpcsBaseOperator(BaseOperator):
             fresh = SpireAgentHook.fetch_jwt_svid(svid["socket_path"], svid.get("audience") or "vault", timeout=30)
             write_private_file(svid["svid_path"], fresh.token.encode())
             return fresh.token
-        return read_private_file(svid["svid_path"]).decode()
+        jwt = read_private_file(svid["svid_path"]).decode()
+        mask_secret(jwt)
+        return jwt
 
     def check_host(self, context) -> dict[str, Any]:
         """The setup's XCom; fail when this task does not run on the worker of the run's agent."""
@@ -230,7 +255,7 @@ class HpcsPrepareOperator(HpcsBaseOperator):
         self.staging_dir = staging_dir
 
     def execute(self, context) -> dict[str, Any]:
-        self.check_host(context)
+        setup = self.check_host(context)
         scratch = self.scratch(context).ensure()
         staging = Path(self.staging_dir or default_local_dir("staging"))
         with hpcs_errors():
@@ -241,6 +266,12 @@ class HpcsPrepareOperator(HpcsBaseOperator):
             secret_name = validate_secret_name(self.secret_name or default_secret_name(str(path)))
             if self.compression not in ("gzip", "none"):
                 raise HpcsUserError(f"compression must be 'gzip' or 'none', not {self.compression!r}")
+            # before anything is read or written: this user's run owns the name, or is refused
+            owner, run = self.caller(context)
+            if not setup.get("client_id"):
+                raise HpcsError("no HPCS client id: the 'setup_spire_agent' task has not run")
+            self.owners().claim(setup["client_id"], secret_name, owner, run)
+            self.log.info("secret_name %s is this run's (prepared for %s)", secret_name, owner)
             state = scratch.load_state()
             # an earlier attempt left an archive: scan first, to reuse it if the input is unchanged;
             # otherwise prepare_archive scans in a thread beside the archive
@@ -255,6 +286,7 @@ class HpcsPrepareOperator(HpcsBaseOperator):
                 archive = reused
             else:
                 keys = KeyPair.generate()
+                mask_pem(keys.private_pem().decode())
                 write_private_file(scratch.private_key_path, keys.private_pem())
                 write_private_file(scratch.public_key_path, keys.public_pem())
                 progress = Progress("prepare", summary.bytes if summary else 0, self.log.info)
@@ -365,7 +397,12 @@ class HpcsSvidOperator(HpcsBaseOperator):
 
 class HpcsVaultKeyOperator(HpcsBaseOperator):
     """Log into Vault with the JWT-SVID (role ``client_<id>``) and write ``{"key": <private key>}`` to
-    KV v2 at ``client_<id>/<secret_name>``. Skipped when this archive's key is already there.
+    KV v2 at ``client_<id>/<secret_name>``, then revoke the token (also when the write failed).
+
+    The write is check-and-set ``0`` (only if no key is there): a key is never replaced. The
+    secret's ownership record binds it to this archive's sha512 first, so a retry of the owning run
+    with the unchanged archive finds its key there and goes on; a changed archive, another run or
+    another user is refused (``include.hpcs.ownership``).
 
     :param vault_conn_id: Vault connection
     """
@@ -377,7 +414,7 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
         self.vault_conn_id = vault_conn_id
 
     def execute(self, context) -> dict[str, Any]:
-        from sensitive_data.hooks.hpcs_vault import HpcsVaultHook
+        from sensitive_data.hooks.hpcs_vault import HpcsSecretExists, HpcsVaultHook
 
         setup = self.check_host(context)
         scratch = self.scratch(context)
@@ -395,21 +432,40 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
             )
             return {"secret_path": secret_path, "version": done.get("version"), "written": False}
         with hpcs_errors():
+            owner, run = self.caller(context)
+            newly_bound = self.owners().bind_archive(client_id, prepared["secret_name"], owner, run, prepared["sha512"])
             try:
-                key = read_private_file(prepared["private_key_path"])
+                key = read_private_file(prepared["private_key_path"]).decode()
             except FileNotFoundError:
                 raise HpcsError(
                     "the private key of this archive is gone (teardown ran): clear the "
                     "'prepare' task so that a new archive and key are made"
                 ) from None
+            mask_pem(key)
             jwt = self.current_jwt(svid)
             hook = HpcsVaultHook(self.vault_conn_id)
             hook.login_jwt(role=f"client_{client_id}", jwt=jwt)
-            version = hook.write_secret(secret_path, {"key": key.decode()})
-        del key, jwt
+            try:
+                version = hook.write_secret(secret_path, {"key": key}, cas=0)
+                written = True
+            except HpcsSecretExists:
+                if newly_bound:  # a key this platform did not record for this archive
+                    raise HpcsUserError(
+                        f"a key already exists in Vault at {secret_path} that no run recorded for this "
+                        "archive: it is never replaced; choose another secret_name"
+                    ) from None
+                version, written = None, False  # an earlier attempt of this run wrote this archive's key
+            finally:
+                hook.revoke_self()  # the token's one job is done, whatever happened
+            del key, jwt
         scratch.update_state(vault={"sha512": prepared["sha512"], "secret_path": secret_path, "version": version})
-        self.log.info("key written to Vault at %s/%s (version %s)", hook.kv_mount, secret_path, version)
-        return {"secret_path": secret_path, "version": version, "written": True}
+        if written:
+            self.log.info("key written to Vault at %s/%s (version %s); token revoked", hook.kv_mount, secret_path,
+                          version)
+        else:
+            self.log.info("the key of this archive was already in Vault at %s (an earlier attempt); token revoked",
+                          secret_path)
+        return {"secret_path": secret_path, "version": version, "written": written}
 
 
 class HpcsWorkloadsOperator(HpcsBaseOperator):
@@ -451,8 +507,11 @@ class HpcsWorkloadsOperator(HpcsBaseOperator):
         scratch = self.scratch(context)
         prepared = context["ti"].xcom_pull(task_ids=PREPARE_TASK) or {}
         svid = context["ti"].xcom_pull(task_ids=SVID_TASK) or {}
+        setup = context["ti"].xcom_pull(task_ids=SETUP_TASK) or {}
         with hpcs_errors():
             users, groups, nodes = validate_access(self.users, self.groups, self.compute_nodes)
+            owner, run = self.caller(context)  # only the secret's owner may add workloads to it
+            self.owners().check(str(setup.get("client_id") or ""), prepared["secret_name"], owner, run)
             jwt = self.current_jwt(svid)
             answer = HpcsServerHook(self.hpcs_server_conn_id).create_workloads(
                 jwt=jwt, secret=prepared["secret_name"], users=users, groups=groups, compute_nodes=nodes

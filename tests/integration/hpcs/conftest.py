@@ -49,9 +49,10 @@ class FakeTI:
         return self.store.get(task_ids)
 
 
-def run_task(op, store: dict, dag_id: str, run_id: str):
-    """Render ``op``'s templates against nothing (plain values) and execute it with a minimal context."""
-    ctx = {"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id), "ti": FakeTI(store)}
+def run_task(op, store: dict, dag_id: str, run_id: str, user: str = "alice"):
+    """Render ``op``'s templates against nothing (plain values) and execute it with a minimal context;
+    ``user`` is the run's ``triggering_user_name`` (who the API server says triggered it)."""
+    ctx = {"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id, triggering_user_name=user), "ti": FakeTI(store)}
     result = op.execute(ctx)
     store[op.task_id] = result
     return result

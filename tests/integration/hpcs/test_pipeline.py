@@ -58,12 +58,12 @@ def operators(
     ], ops.HpcsSpireAgentTeardownOperator(task_id="teardown_spire_agent", **common)
 
 
-def run_all(work, teardown, store, run_id):
+def run_all(work, teardown, store, run_id, user="alice"):
     try:
         for op in work:
-            run_task(op, store, DAG_ID, run_id)
+            run_task(op, store, DAG_ID, run_id, user)
     finally:
-        run_task(teardown, store, DAG_ID, run_id)
+        run_task(teardown, store, DAG_ID, run_id, user)
     return store
 
 
@@ -158,13 +158,63 @@ def test_rerun_reuses_archive_and_key(hpcs_stack, staging, tmp_path):
     remote = hpcs_stack.sftp_root / "project" / "rerun" / "rerun-ds.tar.gz.c4gh"
     assert sha512_file(remote) == first_sha
 
-    # a changed input makes a new archive and a new key version
+    # a changed input makes a new archive, whose key would replace the one in Vault: refused, the
+    # key (version 1) and the shipped archive stay as they were
     (staging / "dataset" / "readme.txt").write_text("changed\n")
     work, teardown = operators(scratch_root, staging, "dataset", secret_name="rerun-ds", remote="/project/rerun")
     store3: dict = {}
-    run_all(work, teardown, store3, "manual__2")
-    assert store3["prepare"]["reused"] is False and store3["vault"]["version"] == 2
-    assert sha512_file(remote) == store3["prepare"]["sha512"] != first_sha
+    with pytest.raises(AirflowFailException, match="changed since its key was written"):
+        run_all(work, teardown, store3, "manual__2")
+    assert store3["prepare"]["reused"] is False and "vault" not in store3
+    assert sha512_file(remote) == first_sha
+    assert _kv_version(hpcs_stack, f"client_{store['setup_spire_agent']['client_id']}/rerun-ds") == 1
+
+
+def _kv_version(hpcs_stack, path: str) -> int:
+    import httpx
+
+    resp = httpx.get(f"{hpcs_stack.vault_url}/v1/kv/metadata/{path}", headers={"X-Vault-Token": hpcs_stack.root_token})
+    resp.raise_for_status()
+    return resp.json()["data"]["current_version"]
+
+
+def test_client_token_revoked_and_secret_name_kept_for_its_owner(hpcs_stack, staging, tmp_path, monkeypatch):
+    """The Vault token is revoked right after the write (lookup-self: 403); another user's run with the
+    same secret_name is refused before anything is archived, written or registered."""
+    import httpx
+
+    from sensitive_data.hooks.hpcs_vault import HpcsVaultHook
+
+    tokens = []
+    revoke = HpcsVaultHook.revoke_self
+
+    def spy(self):
+        tokens.append(self.get_conn().token)
+        return revoke(self)
+
+    monkeypatch.setattr(HpcsVaultHook, "revoke_self", spy)
+    scratch_root = tmp_path / "scratch"
+    work, teardown = operators(scratch_root, staging, "dataset", secret_name="owned-ds", remote="/project/owned")
+    store: dict = {}
+    run_all(work, teardown, store, "manual__a", user="alice")
+    assert store["vault"]["written"] is True and len(tokens) == 1 and tokens[0]
+    lookup = httpx.get(f"{hpcs_stack.vault_url}/v1/auth/token/lookup-self", headers={"X-Vault-Token": tokens[0]})
+    assert lookup.status_code == 403, lookup.text
+    secret_path = f"client_{store['setup_spire_agent']['client_id']}/owned-ds"
+    policies_before = httpx.get(f"{hpcs_stack.vault_url}/v1/sys/policies/acl?list=true",
+                                headers={"X-Vault-Token": hpcs_stack.root_token}).json()["data"]["keys"]
+
+    work, teardown = operators(scratch_root, staging, "dataset", secret_name="owned-ds", remote="/project/owned",
+                               users=("mallory",))
+    store2: dict = {}
+    with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
+        run_all(work, teardown, store2, "manual__b", user="mallory")
+    refused = RunScratch(scratch_root, DAG_ID, "manual__b")
+    assert "prepare" not in store2 and not any(refused.archive_dir.glob("*")) and not refused.private_key_path.exists()
+    assert _kv_version(hpcs_stack, secret_path) == 1
+    policies_after = httpx.get(f"{hpcs_stack.vault_url}/v1/sys/policies/acl?list=true",
+                               headers={"X-Vault-Token": hpcs_stack.root_token}).json()["data"]["keys"]
+    assert policies_after == policies_before  # no workload (read policy/role) was added for mallory
 
 
 def test_shipping_resumes_a_partial_upload(hpcs_stack, tmp_path, monkeypatch):
@@ -229,7 +279,8 @@ def test_user_errors_fail_without_retry(hpcs_stack, staging, tmp_path):
     for input_path, kw in cases:
         work, _ = operators(tmp_path / "scratch", staging, input_path, **kw)
         with pytest.raises(AirflowFailException) as err:
-            run_task(work[1], {}, DAG_ID, f"manual__{input_path.strip('./')}")
+            run_task(work[1], {"setup_spire_agent": {"client_id": "0user0err"}}, DAG_ID,
+                     f"manual__{input_path.strip('./')}")
         assert "input" in str(err.value) or "secret name" in str(err.value)
     work, _ = operators(tmp_path / "scratch", staging, "dataset", users=("Bad",))
     with pytest.raises(AirflowFailException, match="invalid user name"):

@@ -1,5 +1,8 @@
+import pytest
+
 from devstack import hcl
 from include.hpcs.agent_config import AgentConfig, hcl_string, render_command
+from include.hpcs.errors import HpcsConfigError
 
 
 def test_renders_hcl_a_spire_agent_reads():
@@ -43,19 +46,22 @@ def test_hcl_string_escapes_interpolation():
 
 def test_command_template_never_resplits_values():
     argv = render_command(
-        "{python} -m devstack.spire agent run -config {config} -joinToken {token}",
+        "{python} -m devstack.spire agent run -config {config}",
         python="/venv/bin/python",
-        config="/tmp/a b/agent.conf",
-        token="t; rm -rf /",
+        config="/tmp/a b; rm -rf /agent.conf",
     )
-    assert argv == [
-        "/venv/bin/python",
-        "-m",
-        "devstack.spire",
-        "agent",
-        "run",
-        "-config",
-        "/tmp/a b/agent.conf",
-        "-joinToken",
-        "t; rm -rf /",
-    ]
+    assert argv == ["/venv/bin/python", "-m", "devstack.spire", "agent", "run", "-config", "/tmp/a b; rm -rf /agent.conf"]
+
+
+def test_command_template_with_the_join_token_is_refused():
+    with pytest.raises(HpcsConfigError, match="must not carry the join token"):
+        render_command("spire-agent run -config {config} -joinToken {token}", config="/c", token="t")
+
+
+def test_join_token_goes_into_the_config_and_not_its_repr():
+    cfg = AgentConfig(trust_domain="td", server_address="h", server_port=1, socket_path="/s", data_dir="/d",
+                      join_token="jt-secret")
+    assert hcl.loads(cfg.render())["agent"][0].body["join_token"] == "jt-secret"
+    assert "jt-secret" not in repr(cfg)
+    assert "join_token =" not in AgentConfig(trust_domain="td", server_address="h", server_port=1,
+                                           socket_path="/s", data_dir="/d").render()

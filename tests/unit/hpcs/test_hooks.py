@@ -198,6 +198,7 @@ FAKE_AGENT = textwrap.dedent("""
     import os, signal, socket, sys, time
     args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
     conf = open(args["-config"]).read()
+    print("join token in config" if "join_token" in conf else "no join token", flush=True)
     sock = [l.split("=", 1)[1].strip().strip('"') for l in conf.splitlines() if "socket_path" in l][0]
     if os.environ.get("FAKE_AGENT_STUBBORN"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -228,7 +229,7 @@ def agent_hook(tmp_path, monkeypatch):
                 "port": 8081,
                 "extra": {
                     "trust_domain": "hpcs.test",
-                    "command": f"{{python}} {script} -config {{config}} -joinToken {{token}}",
+                    "command": f"{{python}} {script} -config {{config}}",
                     "ready_timeout": 10,
                 },
             }
@@ -243,7 +244,10 @@ def test_agent_start_ready_stop(agent_hook, tmp_path):
     agent_hook.wait_ready(scratch)
     assert os.getpgid(pid) == pid  # its own process group
     conf = scratch.agent_config_path.read_text()
+    # the agent read the token from its 0600 config (not argv); once attested it is gone from disk too
     assert "tok-123" not in conf and 'trust_domain = "hpcs.test"' in conf
+    assert "join token in config" in scratch.agent_log_path.read_text()
+    assert "tok-123" not in " ".join(open(f"/proc/{pid}/cmdline").read().split("\0"))
     assert oct(os.stat(scratch.agent_config_path).st_mode & 0o777) == "0o600"
     assert agent_hook.stop(scratch) is True
     with pytest.raises(ProcessLookupError):

@@ -21,8 +21,13 @@ class TI:
         return self.store.get(task_ids)
 
 
-def ctx(store=None, run_id="r1"):
-    return {"dag_run": SimpleNamespace(dag_id="hpcs_data_preparation", run_id=run_id), "ti": TI(store or {})}
+CLIENT_ID = "c0ffee123"
+
+
+def ctx(store=None, run_id="r1", user="alice"):
+    store = {ops.SETUP_TASK: {"client_id": CLIENT_ID}, **(store or {})}
+    dag_run = SimpleNamespace(dag_id="hpcs_data_preparation", run_id=run_id, triggering_user_name=user)
+    return {"dag_run": dag_run, "ti": TI(store)}
 
 
 @pytest.mark.parametrize(
@@ -157,3 +162,129 @@ def test_info_file_requires_absolute_remote_dir(tmp_path):
     op.path_at_rest = "/rest"
     out = op.execute(ctx(store))
     assert out["info"]["info"]["path_at_rest"] == "/rest/a"
+
+
+def test_prepare_refuses_a_secret_name_of_another_user_or_run(tmp_path):
+    staging = tmp_path / "staging"
+    (staging / "ds").mkdir(parents=True)
+    (staging / "ds" / "f").write_text("data")
+    op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(staging),
+                                 scratch_dir=str(tmp_path / "scratch"))
+    op.execute(ctx(user="alice"))
+    with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
+        op.execute(ctx(run_id="r2", user="bob"))
+    with pytest.raises(AirflowFailException, match="already prepared by your run hpcs_data_preparation/r1"):
+        op.execute(ctx(run_id="r2", user="alice"))
+    # nothing of the refused runs was made
+    assert not (tmp_path / "scratch" / "hpcs_data_preparation" / "r2" / "archive").exists() or not any(
+        (tmp_path / "scratch" / "hpcs_data_preparation" / "r2" / "archive").iterdir())
+    with pytest.raises(AirflowFailException, match="no triggering user"):
+        op.execute(ctx(run_id="r3", user=None))
+
+
+class FakeVaultHook:
+    """Records what the operator asks of Vault; ``existing`` is the secret already at the path."""
+
+    calls: list = []
+    existing: bool = False
+    fail_write: bool = False
+
+    def __init__(self, conn_id):
+        self.kv_mount = "kv"
+
+    def login_jwt(self, role, jwt):
+        FakeVaultHook.calls.append(("login", role))
+
+    def write_secret(self, path, secret, cas=None):
+        from sensitive_data.hooks.hpcs_vault import HpcsSecretExists
+
+        FakeVaultHook.calls.append(("write", path, cas))
+        if FakeVaultHook.fail_write:
+            raise HpcsTransientError("vault down")
+        if FakeVaultHook.existing and cas == 0:
+            raise HpcsSecretExists("exists")
+        FakeVaultHook.existing = True
+        return 1
+
+    def revoke_self(self):
+        FakeVaultHook.calls.append(("revoke",))
+        return True
+
+
+@pytest.fixture
+def vault_step(tmp_path, monkeypatch):
+    from sensitive_data.hooks import hpcs_vault
+
+    monkeypatch.setattr(hpcs_vault, "HpcsVaultHook", FakeVaultHook)
+    FakeVaultHook.calls, FakeVaultHook.existing, FakeVaultHook.fail_write = [], False, False
+    root = tmp_path / "scratch"
+    key = write_private_file(tmp_path / "k", b"-----BEGIN PRIVATE KEY-----x")
+    jwt = write_private_file(tmp_path / "jwt", b"jwt")
+
+    def run(sha="a" * 128, run_id="r1", user="alice", claim=True):
+        if claim:
+            ops.SecretOwners(root).claim(CLIENT_ID, "ds", user, f"hpcs_data_preparation/{run_id}")
+        store = {ops.PREPARE_TASK: {"secret_name": "ds", "sha512": sha, "private_key_path": str(key)},
+                 ops.SVID_TASK: {"svid_path": str(jwt)}}
+        return ops.HpcsVaultKeyOperator(task_id="vault", scratch_dir=str(root)).execute(
+            ctx(store, run_id=run_id, user=user))
+
+    return run
+
+
+def test_vault_writes_once_with_cas_and_revokes(vault_step):
+    assert vault_step()["written"] is True
+    assert FakeVaultHook.calls == [("login", f"client_{CLIENT_ID}"), ("write", f"client_{CLIENT_ID}/ds", 0),
+                                   ("revoke",)]
+
+
+def test_vault_retry_with_the_unchanged_archive_finds_its_key(vault_step, tmp_path):
+    vault_step()
+    # the scratch state is lost (a crash right after the write): the retry meets check-and-set
+    (tmp_path / "scratch" / "hpcs_data_preparation" / "r1" / "state.json").unlink()
+    FakeVaultHook.calls.clear()
+    again = vault_step()
+    assert again["written"] is False
+    assert FakeVaultHook.calls[-1] == ("revoke",)
+
+
+def test_vault_refuses_a_changed_archive_before_logging_in(vault_step):
+    vault_step()
+    FakeVaultHook.calls.clear()
+    with pytest.raises(AirflowFailException, match="changed since its key was written"):
+        vault_step(sha="b" * 128)
+    assert FakeVaultHook.calls == []
+
+
+def test_vault_refuses_a_key_it_did_not_record(vault_step):
+    FakeVaultHook.existing = True  # written before ownership records, or by someone else
+    with pytest.raises(AirflowFailException, match="never replaced"):
+        vault_step()
+    assert FakeVaultHook.calls[-1] == ("revoke",)
+
+
+def test_vault_token_revoked_when_the_write_fails(vault_step):
+    FakeVaultHook.fail_write = True
+    with pytest.raises(ops.HpcsTransientFailure):
+        vault_step()
+    assert FakeVaultHook.calls[-1] == ("revoke",)
+
+
+def test_vault_refuses_another_users_run(vault_step):
+    vault_step()
+    with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
+        vault_step(run_id="r2", user="bob", claim=False)
+
+
+def test_workloads_refused_for_another_user(tmp_path, monkeypatch):
+    from sensitive_data.hooks import hpcs_server
+
+    called = []
+    monkeypatch.setattr(hpcs_server.HpcsServerHook, "create_workloads", lambda *a, **k: called.append(k))
+    ops.SecretOwners(tmp_path).claim(CLIENT_ID, "ds", "alice", "hpcs_data_preparation/r1")
+    op = ops.HpcsWorkloadsOperator(task_id="workloads", users=["bob"], compute_nodes=["cn01"],
+                                   scratch_dir=str(tmp_path))
+    store = {ops.PREPARE_TASK: {"secret_name": "ds"}, ops.SVID_TASK: {"svid_path": "/nonexistent"}}
+    with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
+        op.execute(ctx(store, run_id="r2", user="bob"))
+    assert called == []

@@ -127,7 +127,7 @@ def test_nobody_but_admin_changes_clears_or_triggers_stager_runs(stack, stager_r
         resp = who.request(method, path, **kw)
         if attacker == "streamer" and method == "POST" and path.endswith("data_stager_streamer/dagRuns"):
             # the lab streamer's account may trigger its own DAG: the conf is checked where the work
-            # runs (docs/security-stager.md); here only that it cannot touch the transfer run
+            # runs (docs/security.md, "Stager"); here only that it cannot touch the transfer run
             continue
         assert resp.status_code in REFUSED, f"{attacker} {method} {path}: {resp.status_code} {resp.text[:300]}"
     assert _snapshot(stack, stager_run) == before, f"{attacker} changed the run"

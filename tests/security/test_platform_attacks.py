@@ -40,22 +40,26 @@ def _files(root: Path, n: int = 3) -> None:
 
 
 @pytest.fixture(scope="module")
-def stager_run(stack, tmp_path_factory):
-    """A finished data stager job of the researcher, submitted through /stager/v1 as that researcher."""
+def stager_run(stack):
+    """A finished data stager job of the researcher, submitted through /stager/v1 as that researcher
+    (running as the researcher's own POSIX account, as the stager's account rules demand)."""
+    from tests.e2e.test_stager import configure_stager, make_files, researcher_dir
+
     stack.wait_for_dags(STAGER_DAGS)
     for dag_id in STAGER_DAGS:
         stack.unpause(dag_id)
-    src = tmp_path_factory.mktemp("stager-src")
-    _files(src)
-    doc = {"title": f"security {uuid.uuid4().hex[:6]}", "stagerUser": ME, "stagerUserEmail": "alice@example.org",
-           "drUser": "alice", "drPass": "alice-secret", "srcURL": str(src),
-           "dstURL": f"irods:/{ZONE}/home/alice/sec-{uuid.uuid4().hex[:8]}"}
+    cfg = configure_stager(stack)
+    src = researcher_dir(stack, "sec-src")
+    make_files(src, 3)
+    doc = {"title": f"security {uuid.uuid4().hex[:6]}", "stagerUser": cfg["researcher"],
+           "stagerUserEmail": "alice@example.org", "drUser": "alice", "drPass": "alice-secret",
+           "srcURL": str(src), "dstURL": f"irods:/{ZONE}/home/alice/sec-{uuid.uuid4().hex[:8]}"}
     resp = stack.api_as(ME, "POST", "/stager/v1/job", json=doc)
     assert resp.status_code == 200, resp.text
     run_id = resp.json()["id"]
     result = stack.wait("data_stager_transfer", run_id, timeout=300)
+    assert result.state == "success", result
     tasks = sorted(result.tasks)
-    assert tasks, result
     return {"dag_id": "data_stager_transfer", "run_id": run_id, "tasks": tasks, "result": result}
 
 

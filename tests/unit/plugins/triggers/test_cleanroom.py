@@ -1,5 +1,6 @@
-"""The clean room's triggers end at once on a non-transient error and keep waiting (backing off)
-through transient ones: a real HTTP server answers 401/403/404, a closed port refuses connections."""
+"""The clean room's triggers (``PollingTrigger``s) end at once on a non-transient error and keep
+waiting (backing off) through transient ones: a real HTTP server answers 401/403/404, a closed port
+refuses connections. The deadline is the operator's ``defer(timeout=...)`` (tests/unit/plugins/operators)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import pytest
 from aiohttp import web
 
-from sensitive_data.triggers.cleanroom import MAX_BACKOFF, GovernanceAcceptanceTrigger, next_delay
+from sensitive_data.triggers.cleanroom import GovernanceAcceptanceTrigger
 
 
 def free_port() -> int:
@@ -46,14 +47,14 @@ async def first_event(trigger, timeout: float):
 
 
 @pytest.mark.parametrize(
-    "status,body,words",
+    "status,body,words,kind",
     [
-        (401, {"error": {"code": "InvalidAuthenticationInfo", "message": "no"}}, "credentials"),
-        (403, {"error": {"code": "Forbidden", "message": "not yours"}}, "Forbidden"),
-        (404, {"error": {"code": "ProposalNotFound", "message": "gone"}}, "ProposalNotFound"),
+        (401, {"error": {"code": "InvalidAuthenticationInfo", "message": "no"}}, "credentials", "config"),
+        (403, {"error": {"code": "Forbidden", "message": "not yours"}}, "Forbidden", "config"),
+        (404, {"error": {"code": "ProposalNotFound", "message": "gone"}}, "ProposalNotFound", "user"),
     ],
 )
-async def test_a_non_transient_error_ends_the_wait_at_once(monkeypatch, status, body, words):
+async def test_a_non_transient_error_ends_the_wait_at_once(monkeypatch, status, body, words, kind):
     runner, port = await serve(status, body)
     use_connection(monkeypatch, port)
     try:
@@ -61,11 +62,12 @@ async def test_a_non_transient_error_ends_the_wait_at_once(monkeypatch, status, 
             await runner.cleanup()
             runner, port = await serve_document_without_proposal()
             use_connection(monkeypatch, port)
-        trigger = GovernanceAcceptanceTrigger("document", "q1", "cr_gov_test", poll_interval=0.1, deadline=None)
+        trigger = GovernanceAcceptanceTrigger("document", "q1", "cr_gov_test", poll_interval=0.1)
         event = await first_event(trigger, timeout=10)
     finally:
         await runner.cleanup()
-    assert event["status"] == "error" and words in event["message"]
+    assert event["status"] == "error" and event["kind"] == kind and words in event["message"]
+    assert event["message"].startswith("waiting for the votes on document q1: ")
 
 
 async def serve_document_without_proposal():
@@ -85,26 +87,36 @@ async def serve_document_without_proposal():
     return runner, port
 
 
-async def test_connection_refused_and_5xx_keep_waiting_until_the_deadline(monkeypatch):
-    import time
-
+async def test_connection_refused_and_5xx_keep_waiting_with_backoff(monkeypatch):
     use_connection(monkeypatch, free_port())  # nothing listens there
-    trigger = GovernanceAcceptanceTrigger("contract", "c1", "cr_gov_test", poll_interval=0.05, deadline=None)
+    trigger = GovernanceAcceptanceTrigger("contract", "c1", "cr_gov_test", poll_interval=0.05)
     with pytest.raises(TimeoutError):  # still waiting
         await first_event(trigger, timeout=1.5)
     runner, port = await serve(503, {"error": {"code": "ServiceUnavailable", "message": "restarting"}})
     use_connection(monkeypatch, port)
     try:
-        trigger = GovernanceAcceptanceTrigger(
-            "contract", "c1", "cr_gov_test", poll_interval=0.05, deadline=time.time() + 1.0
-        )
-        event = await first_event(trigger, timeout=10)
+        trigger = GovernanceAcceptanceTrigger("contract", "c1", "cr_gov_test", poll_interval=0.05)
+        with pytest.raises(TimeoutError):  # still waiting
+            await first_event(trigger, timeout=1.0)
     finally:
         await runner.cleanup()
-    assert event["status"] == "timeout"
+    assert trigger.backoff(1) == 0.05 and trigger.backoff(3) == 0.2
+    assert GovernanceAcceptanceTrigger("contract", "c1", poll_interval=2.0).backoff(50) == 300.0
 
 
-def test_backoff_doubles_and_is_capped():
-    assert next_delay(2.0, 0) == 2.0
-    assert next_delay(2.0, 1) == 4.0 and next_delay(2.0, 3) == 16.0
-    assert next_delay(2.0, 50) == MAX_BACKOFF
+async def test_the_wait_ends_when_governance_has_decided(monkeypatch):
+    async def contract(request):
+        return web.json_response({"id": "c1", "state": "Accepted", "version": "1", "data": {}})
+
+    app = web.Application()
+    app.router.add_get("/contracts/c1", contract)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    use_connection(monkeypatch, port)
+    try:
+        event = await first_event(GovernanceAcceptanceTrigger("contract", "c1", "cr_gov_test", poll_interval=0.05), 10)
+    finally:
+        await runner.cleanup()
+    assert event["status"] == "resolved" and event["state"] == "Accepted"

@@ -33,7 +33,7 @@ def _message(exc: ApiException) -> str:
 
 
 class CleanroomSparkHook(KubernetesHook):
-    """SparkApplications (``sparkoperator.k8s.io/v1beta2``) and their driver logs.
+    """SparkApplications (``sparkoperator.k8s.io/v1beta2``): submit, read, delete, check access.
 
     :param kubernetes_conn_id: the Kubernetes connection (default ``cleanroom_k8s``)
     """

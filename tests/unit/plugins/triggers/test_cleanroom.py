@@ -120,3 +120,49 @@ async def test_the_wait_ends_when_governance_has_decided(monkeypatch):
     finally:
         await runner.cleanup()
     assert event["status"] == "resolved" and event["state"] == "Accepted"
+
+
+class FailingKubernetes:
+    """An API server that answers every read with one HTTP status (kubernetes_asyncio's ApiException)."""
+
+    def __init__(self, status: int):
+        self.status = status
+
+    def get_conn(self):
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        status = self.status
+
+        class Conn:
+            async def __aenter__(self):
+                raise ApiException(status=status, reason="test")
+
+            async def __aexit__(self, *exc):
+                return False
+
+        return Conn()
+
+
+@pytest.mark.parametrize(
+    "status,expected",
+    [(403, {"status": "error", "kind": "config"}), (422, {"status": "error", "kind": "config"}),
+     (404, {"status": "missing", "name": "cr-q1-abc"}), (503, None)],
+)
+async def test_spark_trigger_classifies_kubernetes_answers(status, expected):
+    from sensitive_data.triggers.cleanroom import SparkApplicationTrigger
+
+    trigger = SparkApplicationTrigger("cr-q1-abc", "cleanroom", "k8s", poll_interval=0.05)
+
+    async def setup():
+        trigger._hook = FailingKubernetes(status)
+
+    trigger.setup = setup
+    if expected is None:  # a restarting API server is waited for
+        with pytest.raises(TimeoutError):
+            await first_event(trigger, timeout=1.0)
+        return
+    event = await first_event(trigger, timeout=10)
+    assert {k: event[k] for k in expected} == expected
+    if event["status"] == "error":
+        assert event["message"].startswith("waiting for SparkApplication cleanroom/cr-q1-abc: Kubernetes refused")
+        assert f"HTTP {status}" in event["message"]

@@ -5,50 +5,21 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, Param
 
-from include.cleanroom.names import COLUMN_PATTERN, DATASET_PATTERN, DOCUMENT_ID_PATTERN, MEMBER_PATTERN
+from include.cleanroom.contract import DATASET_SCHEMA
+from include.cleanroom.names import DOCUMENT_ID_PATTERN, MEMBER_PATTERN
+from sensitive_data.common.retries import RETRIES_SERVICE, default_args
 from sensitive_data.operators.cleanroom_governance import (
     CleanroomAwaitAcceptanceOperator,
     CleanroomProposeContractOperator,
     CleanroomVoteOperator,
 )
 
-DATASET_SCHEMA = {
-    "type": "object",
-    "required": ["name", "owner", "schema"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": DATASET_PATTERN},
-        "owner": {"type": "string", "pattern": MEMBER_PATTERN},
-        "format": {"type": "string", "enum": ["csv", "parquet"]},
-        "schema": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name", "type"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "pattern": COLUMN_PATTERN},
-                    "type": {"type": "string", "enum": ["string", "int", "bigint", "double", "boolean", "date"]},
-                },
-            },
-        },
-    },
-}
 VISITS = [
     {"name": "patient_id", "type": "string"},
     {"name": "region", "type": "string"},
     {"name": "age_band", "type": "string"},
     {"name": "visits", "type": "int"},
 ]
-
-default_args = {
-    "owner": "cleanroom",
-    "retries": 3,
-    "retry_delay": pendulum.duration(seconds=15),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=10),
-}
 
 with DAG(
     dag_id="cleanroom_create",
@@ -59,7 +30,7 @@ with DAG(
     max_active_runs=4,
     render_template_as_native_obj=True,
     tags=["cleanroom", "sensitive-data", "spark"],
-    default_args=default_args,
+    default_args=default_args(RETRIES_SERVICE, owner="cleanroom"),
     params={
         "contract_id": Param(
             "demo-visits",

@@ -6,6 +6,7 @@ import pendulum
 from airflow.sdk import DAG, Param
 
 from include.cleanroom.names import DOCUMENT_ID_PATTERN
+from sensitive_data.common.retries import RETRIES_SERVICE, default_args
 from sensitive_data.operators.cleanroom_governance import (
     CleanroomAuditTrailOperator,
     CleanroomCheckRunnableOperator,
@@ -14,14 +15,6 @@ from sensitive_data.operators.cleanroom_spark import CleanroomCollectResultOpera
 
 STORAGE = "{{ var.value.get('cleanroom_storage_dir', '') }}"
 OUTPUT = "{{ var.value.get('cleanroom_output_dir', '') }}"
-
-default_args = {
-    "owner": "cleanroom",
-    "retries": 3,
-    "retry_delay": pendulum.duration(seconds=15),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=10),
-}
 
 with DAG(
     dag_id="cleanroom_run",
@@ -32,7 +25,7 @@ with DAG(
     max_active_runs=4,
     render_template_as_native_obj=True,
     tags=["cleanroom", "sensitive-data", "spark"],
-    default_args=default_args,
+    default_args=default_args(RETRIES_SERVICE, owner="cleanroom"),
     params={
         "contract_id": Param(
             "demo-visits",

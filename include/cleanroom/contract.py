@@ -25,6 +25,9 @@ from typing import Any
 
 from include.cleanroom.errors import CleanroomUserError
 from include.cleanroom.names import (
+    COLUMN_PATTERN,
+    DATASET_PATTERN,
+    MEMBER_PATTERN,
     validate_column,
     validate_dataset_name,
     validate_document_id,
@@ -36,6 +39,32 @@ QUERY_KIND = "sdp.cleanroom.spark-sql/v1"
 COLUMN_TYPES = ("string", "int", "bigint", "double", "boolean", "date")
 DATA_FORMATS = ("csv", "parquet")
 MIN_GROUP_SIZE_FLOOR = 2
+
+# One dataset of a contract as JSON Schema (the ``datasets`` Param of ``cleanroom_create``): the
+# same rules as ``Dataset.from_data``, which checks them again where the work runs.
+DATASET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "owner", "schema"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": DATASET_PATTERN},
+        "owner": {"type": "string", "pattern": MEMBER_PATTERN},
+        "format": {"type": "string", "enum": list(DATA_FORMATS)},
+        "schema": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "type"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "pattern": COLUMN_PATTERN},
+                    "type": {"type": "string", "enum": list(COLUMN_TYPES)},
+                },
+            },
+        },
+    },
+}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

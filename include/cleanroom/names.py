@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from include.cleanroom.errors import CleanroomUserError
+from include.common.paths import confine
 
 DOCUMENT_ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 DATASET_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
@@ -74,13 +75,18 @@ def application_name(document_id: str, run_id: str) -> str:
 def party_source(staging: Path, owner: str, source: str) -> Path:
     """The plaintext source of ``owner``'s dataset: absolute, or relative to the staging directory,
     and in any case inside ``<staging>/<owner>/`` once links are resolved (a party reads only its
-    own area: no ``..``, no link out, no other party's file)."""
-    area = Path(os.path.realpath(Path(staging) / validate_member(owner)))
-    path = Path(source)
-    real = Path(os.path.realpath(path if path.is_absolute() else Path(staging) / path))
-    if area not in real.parents:
+    own area: no ``..``, no link out, no other party's file). The shared
+    ``include.common.paths.confine`` with ``follow_symlinks=True`` decides; an absolute path is
+    compared with the staging directory's real path (give a relative one if you reach it by a link)."""
+    area = os.path.realpath(Path(staging) / validate_member(owner))
+    where = f"{owner}'s staging area {str(Path(staging) / owner)!r}"
+    raw = os.fspath(source) if isinstance(source, str | os.PathLike) else ""
+    path = raw if os.path.isabs(raw) else os.path.join(os.path.realpath(staging), raw)
+    try:
+        return confine(area, path, follow_symlinks=True, what="source", where=where, error=CleanroomUserError)
+    except CleanroomUserError as exc:
+        detail = exc.reason.rsplit(": ", 1)[-1]
         raise CleanroomUserError(
-            f"source {source!r} is outside {owner}'s staging area {str(Path(staging) / owner)!r}: "
-            "put the file there and give its path relative to the staging directory"
-        )
-    return real
+            f"source {source!r} is outside {where}" + ("" if "outside" in detail else f" ({detail})"),
+            hint="put the file there and give its path relative to the staging directory",
+        ) from None

@@ -1,13 +1,25 @@
 """Hook for the clean room governance service (connection ``cleanroom_governance`` and one per member).
 
+A ``SensitiveDataHttpHook`` (the http provider's ``HttpHook``): the connection is parsed, and HTTP
+statuses become errors, by the shared base (``sensitive_data.common.http``), with the clean
+room's classes: unreachable, 408/425/429, 5xx and a 2xx that is not JSON ->
+``CleanroomTransientError``; 401/403 -> ``CleanroomPermissionDenied`` (a ``CleanroomConfigError``);
+404 -> ``None`` where the call says "missing is fine", else, like any other 4xx,
+``GovernanceError`` (a ``CleanroomUserError``) with governance's ``status`` and error ``code``.
+
 The connection points at a member's CGS client (``cgs-client`` of Azure confidential clean room):
 ``host``, ``port`` and ``schema`` (``http``/``https``), or ``host`` as a full URL; ``password``
-is the member's bearer token where the endpoint asks for one (the devstack stand-in serves every
-member and tells them apart by token; a real cgs-client holds the member's signing key itself).
+is the member's bearer token (``bearer_token = True``: the devstack stand-in serves every member
+and tells them apart by token; a real cgs-client holds the member's signing key itself).
 Extras: ``verify`` (true/false or a CA bundle path), ``timeout`` (seconds, default 30),
-``runtime_url`` (the governance address as the clean room runtime reaches it; default: the same).
+``runtime_url`` (the governance address as the clean room runtime reaches it; default: the same;
+the hook's own extra, not sent as a header).
 
-Besides the calls, the hook holds the governance protocol the operators share: make sure a
+What stays outside the base, and why: answers signed over a fresh nonce
+(``X-Request-Nonce`` / ``X-Governance-Signature``) are verified by the clean room runtime
+(``include.cleanroom.spark_job.PinnedGovernance``), which runs inside Spark without Airflow and
+pins governance's key; this hook is the platform's member client and trusts the TLS connection
+like any other hook. The governance protocol the operators share stays here too: make sure a
 contract or query document is proposed with given terms (``ensure_proposed``), cast this member's
 ballot (``cast_ballot``), read the state of a vote (``acceptance``). Decisions over what it reads
 are in ``include.cleanroom.governance``. The member token and every secret value sent are
@@ -19,33 +31,33 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import requests
-from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from include.cleanroom.errors import (
     CleanroomConfigError,
-    CleanroomError,
+    CleanroomPermissionDenied,
     CleanroomRefused,
     CleanroomTransientError,
     CleanroomUserError,
 )
 from include.cleanroom.governance import ItemState, Tally, item_state, pending_reason
+from include.common.errors import SensitiveDataError
+from sensitive_data.common.http import SensitiveDataHttpHook
 
 
 class GovernanceError(CleanroomUserError):
-    """Governance refused a request; ``status`` and ``code`` are the service's."""
+    """Governance refused a request (a 4xx other than 401/403); ``status`` and ``code`` are the
+    service's (set by ``SensitiveDataHttpHook``)."""
 
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code = status, code
+    status: int | None = None
+    code: str = ""
 
 
 def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-class CleanroomGovernanceHook(BaseHook):
+class CleanroomGovernanceHook(SensitiveDataHttpHook):
     """Contracts, proposals and ballots, query documents, consent, secrets and the audit log of a
     clean room's governance service, as one member.
 
@@ -57,106 +69,28 @@ class CleanroomGovernanceHook(BaseHook):
     default_conn_name = "cleanroom_governance"
     conn_type = "http"
     hook_name = "Clean room governance (CGS)"
+    system = "governance"
+    own_extras = frozenset({"runtime_url"})
+    bearer_token = True
+    user_error = GovernanceError
+    config_error = CleanroomConfigError
+    permission_error = CleanroomPermissionDenied
+    transient_error = CleanroomTransientError
 
     def __init__(self, cleanroom_governance_conn_id: str = default_conn_name, connection: Any = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(cleanroom_governance_conn_id, connection=connection, **kwargs)
         self.cleanroom_governance_conn_id = cleanroom_governance_conn_id
-        self._connection = connection
-        self._base_url: str | None = None
-        self._runtime_url = ""
-        self._timeout = 30.0
-        self._session: requests.Session | None = None
         self._member: str | None = None
 
-    def _load(self) -> None:
-        if self._base_url is not None:
-            return
-        conn = self._connection or self.get_connection(self.cleanroom_governance_conn_id)
-        extra = conn.extra_dejson
-        host = conn.host or "127.0.0.1"
-        if "://" in host:
-            base = host.rstrip("/")
-        else:
-            scheme = conn.schema if conn.schema in ("http", "https") else "http"
-            base = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
-        session = requests.Session()
-        verify = extra.get("verify", True)
-        if isinstance(verify, str) and verify.lower() in ("true", "false"):
-            verify = verify.lower() == "true"
-        session.verify = verify
-        if conn.password:
-            mask_secret(conn.password)
-            session.headers["Authorization"] = f"Bearer {conn.password}"
-        self._timeout = float(extra.get("timeout", 30))
-        self._runtime_url = str(extra.get("runtime_url") or base).rstrip("/")
-        self._session = session
-        self._base_url = base
-
-    @property
-    def base_url(self) -> str:
-        self._load()
-        assert self._base_url is not None
-        return self._base_url
+    def _extract_auth(self, connection: Any) -> Any:
+        if connection.password:
+            mask_secret(connection.password)
+        return super()._extract_auth(connection)
 
     @property
     def runtime_url(self) -> str:
-        """Where the clean room runtime reaches governance."""
-        self._load()
-        return self._runtime_url
-
-    def get_conn(self) -> requests.Session:
-        self._load()
-        assert self._session is not None
-        return self._session
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        what: str,
-        *,
-        json: Any = None,
-        params: dict | None = None,
-        missing_ok: bool = False,
-    ) -> Any:
-        """One call; errors become ``include.cleanroom`` errors (no request body in any message)."""
-        try:
-            resp = self.get_conn().request(
-                method, self.base_url + path, json=json, params=params, timeout=self._timeout
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise CleanroomTransientError(
-                f"governance at {self.base_url} is unreachable while {what} ({type(exc).__name__}); retrying later"
-            ) from None
-        if resp.status_code >= 500 or resp.status_code in (408, 429):
-            raise CleanroomTransientError(f"governance answered HTTP {resp.status_code} while {what}; retrying later")
-        if resp.status_code == 404 and missing_ok:
-            return None
-        if resp.status_code == 401:
-            raise CleanroomConfigError(
-                f"governance refused our credentials while {what} (HTTP 401): check the member token of the "
-                f"'{self.cleanroom_governance_conn_id}' connection"
-            )
-        if resp.status_code >= 400:
-            code, message = self._error(resp)
-            raise GovernanceError(resp.status_code, code, f"governance refused {what}: {code}: {message}")
-        if not resp.content.strip():
-            return {}
-        try:
-            return resp.json()
-        except ValueError:
-            raise CleanroomError(f"governance sent a non-JSON answer while {what}") from None
-
-    @staticmethod
-    def _error(resp: requests.Response) -> tuple[str, str]:
-        try:
-            body = resp.json()
-        except ValueError:
-            return f"HTTP{resp.status_code}", resp.text[:200]
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, dict):
-            return str(err.get("code", "Error")), str(err.get("message", ""))[:500]
-        return f"HTTP{resp.status_code}", str(body)[:200]
+        """Where the clean room runtime reaches governance (extra ``runtime_url``; default: ``url``)."""
+        return str(self.extras().get("runtime_url") or self.url).rstrip("/")
 
     # ---------------------------------------------------------------- members
     def member_id(self) -> str:
@@ -270,7 +204,7 @@ class CleanroomGovernanceHook(BaseHook):
 
     def list_secrets(self, contract_id: str) -> list[str]:
         body = self.request("GET", f"/contracts/{_q(contract_id)}/secrets", f"listing the secrets of {contract_id}")
-        return [str(s["secretId"]) for s in body.get("value", [])]
+        return [str(s["secretId"]) for s in (body or {}).get("value", [])]
 
     # ---------------------------------------------------------------- audit log
     def events(self, contract_id: str, scope: str = "", event_id: str | None = None, from_seqno: int = 1) -> list[dict]:
@@ -278,7 +212,7 @@ class CleanroomGovernanceHook(BaseHook):
         body = self.request(
             "GET", f"/contracts/{_q(contract_id)}/events", f"reading the events of {contract_id}", params=params
         )
-        return list(body.get("value", []))
+        return list((body or {}).get("value", []))
 
     # ---------------------------------------------------------------- owners' decisions
     def service_identity(self) -> str:
@@ -316,7 +250,7 @@ class CleanroomGovernanceHook(BaseHook):
         body = self.request(
             "GET", f"/contracts/{_q(contract_id)}/autoapproval", f"reading the auto-approval policies of {contract_id}"
         )
-        return list(body.get("value", []))
+        return list((body or {}).get("value", []))
 
     def register_autoapproval(self, contract_id: str, queries: str | None, publish: list[str]) -> dict:
         """As an owner: let my automation accept queries that satisfy my rules / publish my datasets."""
@@ -402,6 +336,6 @@ class CleanroomGovernanceHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         try:
-            return True, f"governance member {self.member_id()} at {self.base_url}"
-        except CleanroomError as exc:
+            return True, f"governance member {self.member_id()} at {self.url}"
+        except SensitiveDataError as exc:
             return False, str(exc)

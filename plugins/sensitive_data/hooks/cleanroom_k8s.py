@@ -33,7 +33,7 @@ def _message(exc: ApiException) -> str:
 
 
 class CleanroomSparkHook(KubernetesHook):
-    """SparkApplications (``sparkoperator.k8s.io/v1beta2``) and their driver logs.
+    """SparkApplications (``sparkoperator.k8s.io/v1beta2``): submit, read, delete, check access.
 
     :param kubernetes_conn_id: the Kubernetes connection (default ``cleanroom_k8s``)
     """
@@ -142,17 +142,3 @@ class CleanroomSparkHook(KubernetesHook):
                 f"the cluster has no {PLURAL}.{GROUP}/{VERSION}: is the Spark Operator (its CRD) installed?"
             ) from None
         return f"{len(body.get('items', []))} SparkApplication(s) in namespace {ns}"
-
-    def driver_log(self, pod: str, namespace: str, tail_lines: int | None = None) -> str:
-        """The driver pod's log ('' when the pod is gone)."""
-        kwargs: dict[str, Any] = {"_preload_content": False}
-        if tail_lines:
-            kwargs["tail_lines"] = tail_lines
-        try:
-            resp = self._call(
-                f"reading the log of {pod}", self.core_v1_client.read_namespaced_pod_log, pod, namespace, **kwargs
-            )
-        except ApiException:
-            return ""
-        data = resp.data if hasattr(resp, "data") else resp
-        return data.decode(errors="replace") if isinstance(data, bytes) else str(data)

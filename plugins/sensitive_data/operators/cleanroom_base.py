@@ -1,44 +1,20 @@
-"""What the clean room's operators share: error translation, local directories, hook factories."""
+"""What the clean room's operators share: local directories, hook factories, the contract as accepted.
+
+Errors are translated by the shared ``sensitive_data.common.errors.translate_errors``."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
-
-from include.cleanroom.errors import (
-    CleanroomConfigError,
-    CleanroomError,
-    CleanroomTransientError,
-    CleanroomUserError,
-)
+from include.cleanroom.errors import CleanroomUserError
 
 # the connection of an owner's automation identity: fixed by the owner's id in the contract, never
 # chosen by whoever triggers a DAG (governance refuses it unless the owner registered a policy)
 AUTOMATION_CONN_ID = "cleanroom_automation_{owner}"
-
-
-class CleanroomTransientFailure(AirflowException):
-    """A service was unavailable; the task is retried with backoff."""
-
-
-@contextlib.contextmanager
-def cleanroom_errors() -> Iterator[None]:
-    """Translate ``include.cleanroom`` errors into Airflow's retry semantics (messages carry no secrets)."""
-    try:
-        yield
-    except (CleanroomUserError, CleanroomConfigError) as exc:
-        raise AirflowFailException(str(exc)) from None
-    except CleanroomTransientError as exc:
-        raise CleanroomTransientFailure(str(exc)) from None
-    except CleanroomError as exc:
-        raise AirflowException(str(exc)) from None
 
 
 def local_dir(configured: str, name: str) -> Path:

@@ -12,17 +12,17 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from include.cleanroom.errors import CleanroomRefused, CleanroomUserError
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
 from sensitive_data.operators.cleanroom_base import (
     accepted_contract,
     as_list,
     automation,
-    cleanroom_errors,
     governance,
     local_dir,
 )
 
 
-class CleanroomPublishDatasetsOperator(BaseOperator):
+class CleanroomPublishDatasetsOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Seal each dataset and publish its key, as its owner's automation identity, only for the
     datasets whose owner registered that automation to publish them (governance refuses it
     otherwise); owners without such a policy publish themselves.
@@ -65,7 +65,7 @@ class CleanroomPublishDatasetsOperator(BaseOperator):
         from include.cleanroom.names import party_source, secret_id, secret_name
 
         out: dict[str, Any] = {}
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             contract = accepted_contract(hook, self.contract_id)
             policies = hook.autoapproval_policies(self.contract_id)

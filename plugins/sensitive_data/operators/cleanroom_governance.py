@@ -11,8 +11,8 @@ Sealing and publishing the datasets is in ``cleanroom_datasets``, the run in ``c
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,11 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from include.cleanroom.errors import CleanroomRefused, CleanroomUserError
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
 from sensitive_data.operators.cleanroom_base import (
     accepted_contract,
     as_list,
     automation,
-    cleanroom_errors,
     governance,
     local_dir,
     owners_rules,
@@ -34,7 +34,7 @@ from sensitive_data.operators.cleanroom_base import (
 
 
 # ====================================================================================== contract
-class CleanroomProposeContractOperator(BaseOperator):
+class CleanroomProposeContractOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Write the contract to governance and propose it; idempotent. Its policy carries the
     measurement of the whole clean room job this platform builds (``job_measurement`` of the
     template SparkApplication) and governance's service identity, which the job pins.
@@ -88,7 +88,7 @@ class CleanroomProposeContractOperator(BaseOperator):
         from include.cleanroom.contract import Contract
         from include.cleanroom.manifest import job_measurement
 
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             key = hook.service_identity()
             template = runtime_setup(spark(self.kubernetes_conn_id), hook, self.contract_id, key, None)
@@ -120,7 +120,7 @@ class CleanroomProposeContractOperator(BaseOperator):
         }
 
 
-class CleanroomVoteOperator(BaseOperator):
+class CleanroomVoteOperator(SensitiveDataOperatorMixin, BaseOperator):
     """This deployment's own member votes on a contract (never on another member's behalf).
 
     :param kind: ``contract`` or ``document``
@@ -147,7 +147,7 @@ class CleanroomVoteOperator(BaseOperator):
         self.cleanroom_governance_conn_id = cleanroom_governance_conn_id
 
     def execute(self, context) -> dict[str, Any]:
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             outcome = hook.cast_ballot(self.kind, self.target_id, self.accept)
             member = hook.member_id()
@@ -155,7 +155,7 @@ class CleanroomVoteOperator(BaseOperator):
         return {"member": member, "kind": self.kind, "target_id": self.target_id, "outcome": outcome}
 
 
-class CleanroomAwaitAcceptanceOperator(BaseOperator):
+class CleanroomAwaitAcceptanceOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Wait, deferred, until a proposed contract or query document is accepted by every member who
     must vote; fail naming who rejected it, or who has not voted when the time is up.
 
@@ -185,14 +185,14 @@ class CleanroomAwaitAcceptanceOperator(BaseOperator):
         self.acceptance_timeout_minutes = acceptance_timeout_minutes
         self.poll_interval = poll_interval
 
-    def _timeout_s(self) -> float:
-        return float(self.acceptance_timeout_minutes) * 60
+    def _timeout(self) -> timedelta:
+        return timedelta(minutes=float(self.acceptance_timeout_minutes))
 
     def execute(self, context) -> dict[str, Any]:
         from include.cleanroom.governance import Tally
         from sensitive_data.triggers.cleanroom import GovernanceAcceptanceTrigger
 
-        with cleanroom_errors():
+        with translate_errors():
             seen = governance(self.cleanroom_governance_conn_id).acceptance(self.kind, self.target_id)
         if seen.get("state") == "Proposed" and seen.get("proposalState") in (None, "Open"):
             self.log.info(
@@ -203,35 +203,41 @@ class CleanroomAwaitAcceptanceOperator(BaseOperator):
             )
             self.defer(
                 trigger=GovernanceAcceptanceTrigger(
-                    self.kind,
-                    self.target_id,
-                    self.cleanroom_governance_conn_id,
-                    self.poll_interval,
-                    time.time() + self._timeout_s(),
+                    self.kind, self.target_id, self.cleanroom_governance_conn_id, self.poll_interval
                 ),
                 method_name="execute_complete",
+                timeout=self._timeout(),
             )
         return self.execute_complete(context, {"status": "resolved", **seen})
+
+    def deadline_message(self) -> str:
+        """Who has not voted when the time is up (read from governance now; said plainly if it cannot be)."""
+        from include.cleanroom.governance import ItemState, Tally, pending_reason
+        from include.common.errors import SensitiveDataError
+
+        within = f"{self.kind} {self.target_id} was not accepted within {self._timeout().total_seconds() / 3600:.1f} h"
+        try:
+            seen = governance(self.cleanroom_governance_conn_id).acceptance(self.kind, self.target_id)
+        except SensitiveDataError as exc:
+            return f"{within} (the votes could not be read: {exc.reason})"
+        tally = Tally.of(seen) if seen.get("proposalId") else None
+        return f"{within}: {pending_reason(ItemState(seen.get('state') or 'Missing'), tally)}"
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         from include.cleanroom.governance import ItemState, Tally, pending_reason
 
         what = f"{self.kind} {self.target_id}"
-        if event.get("status") == "error":
-            raise AirflowFailException(f"waiting for {what} failed: {event.get('message')}")
+        self.raise_for_event(event)
         state = ItemState(event.get("state") or "Missing")
         if state is ItemState.ACCEPTED:
             self.log.info("%s accepted", what)
             return {"kind": self.kind, "target_id": self.target_id, "state": state.value}
         tally = Tally.of(event) if event.get("proposalId") else None
-        reason = pending_reason(state, tally)
-        if event.get("status") == "timeout":
-            raise AirflowFailException(f"{what} was not accepted within {self._timeout_s() / 3600:.1f} h: {reason}")
-        raise AirflowFailException(f"{what} is not accepted: {reason}")
+        raise AirflowFailException(f"{what} is not accepted: {pending_reason(state, tally)}")
 
 
 # ====================================================================================== prepare
-class CleanroomProposeQueryOperator(BaseOperator):
+class CleanroomProposeQueryOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Check a Spark SQL query against the owners' analysis rules (kept in governance) and propose
     it as a query document whose approvers are the owners of the datasets it reads; idempotent.
 
@@ -271,7 +277,7 @@ class CleanroomProposeQueryOperator(BaseOperator):
     def execute(self, context) -> dict[str, Any]:
         from include.cleanroom.contract import QueryDocument
 
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             contract = accepted_contract(hook, self.contract_id)
             k = None if self.min_group_size in (None, "", "None", 0) else int(self.min_group_size)
@@ -295,7 +301,7 @@ class CleanroomProposeQueryOperator(BaseOperator):
         }
 
 
-class CleanroomAutoApproveOperator(BaseOperator):
+class CleanroomAutoApproveOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Each data owner that registered "accept queries that satisfy my analysis rules" has its
     own automation identity re-check the proposed document against its rules and vote; every
     other owner votes itself (the DAG then waits for it).
@@ -316,7 +322,7 @@ class CleanroomAutoApproveOperator(BaseOperator):
         from include.cleanroom.governance import ItemState, Tally, automated_owners, item_state
 
         voted, waiting = [], []
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             view = hook.get_document(self.document_id)
             if item_state(view) is ItemState.ACCEPTED:
@@ -353,7 +359,7 @@ class CleanroomAutoApproveOperator(BaseOperator):
 
 
 # ====================================================================================== run
-class CleanroomCheckRunnableOperator(BaseOperator):
+class CleanroomCheckRunnableOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Refuse, naming who, unless the run is allowed: the contract accepted, the document accepted
     by every owner of the datasets it reads and still within their rules, no consent revoked,
     every key published and every sealed file in place. Returns what the run needs.
@@ -394,7 +400,7 @@ class CleanroomCheckRunnableOperator(BaseOperator):
         )
         from include.cleanroom.names import secret_id
 
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             contract = accepted_contract(hook, self.contract_id)
             view = hook.get_document(self.document_id)
@@ -448,7 +454,7 @@ class CleanroomCheckRunnableOperator(BaseOperator):
         }
 
 
-class CleanroomAuditTrailOperator(BaseOperator):
+class CleanroomAuditTrailOperator(SensitiveDataOperatorMixin, BaseOperator):
     """The run's audit trail from governance: the clean room's own events (attested and signed)
     and governance's record (votes, consent, rules, budget debits, keys released or refused),
     written next to the result as ``audit.jsonl`` and summarised in the task log.
@@ -480,7 +486,7 @@ class CleanroomAuditTrailOperator(BaseOperator):
         import json
 
         app = self.run or {}
-        with cleanroom_errors():
+        with translate_errors():
             hook = governance(self.cleanroom_governance_conn_id)
             name = app.get("application")
             runtime = hook.events(self.contract_id, scope=self.document_id, event_id=name) if name else []

@@ -9,8 +9,8 @@ code. The driver's log is never read into a task log: a refused or failed query 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.cleanroom.errors import CleanroomUserError
-from sensitive_data.operators.cleanroom_base import cleanroom_errors, governance, local_dir, runtime_setup, spark
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
+from sensitive_data.operators.cleanroom_base import governance, local_dir, runtime_setup, spark
 
 
 def read_summary(output: str | Path) -> dict | None:
@@ -29,7 +30,7 @@ def read_summary(output: str | Path) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-class CleanroomSparkRunOperator(BaseOperator):
+class CleanroomSparkRunOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Submit the run as a SparkApplication through the Spark Operator and wait for it, deferred.
     The application is named after the query document and the DAG run, so a retried task finds the
     application it submitted instead of starting a second one.
@@ -82,7 +83,7 @@ class CleanroomSparkRunOperator(BaseOperator):
         from sensitive_data.triggers.cleanroom import SparkApplicationTrigger
 
         runnable = self.runnable or {}
-        with cleanroom_errors():
+        with translate_errors():
             if not runnable.get("datasets") or runnable.get("document_id") != self.document_id:
                 raise CleanroomUserError("no runnable datasets: the check task has not passed for this document")
             k8s = spark(self.kubernetes_conn_id)
@@ -112,31 +113,37 @@ class CleanroomSparkRunOperator(BaseOperator):
         if state in TERMINAL_STATES:
             return self.execute_complete(context, {"status": "done", "name": name, "state": state})
         self.defer(
-            trigger=SparkApplicationTrigger(
-                name,
-                namespace,
-                self.kubernetes_conn_id,
-                self.poll_interval,
-                time.time() + float(self.run_timeout_minutes) * 60,
-            ),
+            trigger=SparkApplicationTrigger(name, namespace, self.kubernetes_conn_id, self.poll_interval),
             method_name="execute_complete",
             kwargs={"application": self.application},
+            timeout=timedelta(minutes=float(self.run_timeout_minutes)),
         )
+
+    def deadline_message(self) -> str:
+        return (
+            f"the SparkApplication of query document {self.document_id} did not finish within "
+            f"{self.run_timeout_minutes} minutes; it was deleted"
+        )
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context):
+        """At the deadline of the deferred wait, delete (stop) the application before failing."""
+        from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
+
+        from include.cleanroom.names import application_name
+
+        timed_out = (next_kwargs or {}).get("error") == TriggerFailureReason.TRIGGER_TIMEOUT
+        if next_method == TRIGGER_FAIL_REPR and timed_out:
+            with translate_errors("stopping the run at its deadline"):
+                k8s = spark(self.kubernetes_conn_id)
+                k8s.delete_application(application_name(self.document_id, context["dag_run"].run_id),
+                                       k8s.cleanroom_namespace)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def execute_complete(self, context, event: dict[str, Any], application: dict | None = None) -> dict[str, Any]:
         app = application or getattr(self, "application", {})
         name, namespace, output = app.get("name"), app.get("namespace"), app.get("output")
-        status = event.get("status")
-        if status == "timeout":
-            with cleanroom_errors():
-                spark(self.kubernetes_conn_id).delete_application(name, namespace)
-            raise AirflowFailException(
-                f"SparkApplication {name} did not finish within {self.run_timeout_minutes} minutes; it was deleted"
-            )
-        if status == "missing":
+        if self.raise_for_event(event).get("status") == "missing":
             raise AirflowException(f"SparkApplication {name} disappeared before it finished")
-        if status == "error":
-            raise AirflowFailException(f"waiting for SparkApplication {name} failed: {event.get('message')}")
         summary = read_summary(output) or {}
         if summary.get("status") == "completed" and event.get("state") == "COMPLETED":
             self.log.info("SparkApplication %s completed", name)
@@ -151,7 +158,7 @@ class CleanroomSparkRunOperator(BaseOperator):
         )
 
 
-class CleanroomCollectResultOperator(BaseOperator):
+class CleanroomCollectResultOperator(SensitiveDataOperatorMixin, BaseOperator):
     """The run's summary (rows, columns, suppressed groups, privacy budget spent, timings) in the
     task log; the result stays in the output directory for the result recipient.
 

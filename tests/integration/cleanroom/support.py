@@ -59,15 +59,21 @@ def context(store: dict, task_id: str, run_id: str, dag_id: str = "cleanroom") -
 
 def run_task(op, store: dict, run_id: str = "manual__1"):
     """Execute ``op`` with a minimal context; a deferral runs its trigger to its first event and
-    resumes the operator with it (what the triggerer does)."""
+    resumes the operator with it, or, when the ``defer(timeout=...)`` passes first, resumes it the
+    way Airflow does at a deferral's deadline (``__fail__`` with ``Trigger timeout``)."""
     from airflow.sdk.exceptions import TaskDeferred
 
     ctx = context(store, op.task_id, run_id)
     try:
         result = op.execute(ctx)
     except TaskDeferred as deferred:
-        event = asyncio.run(first_event(deferred.trigger))
-        result = getattr(op, deferred.method_name)(ctx, event.payload, **(deferred.kwargs or {}))
+        timeout = deferred.timeout.total_seconds() if deferred.timeout is not None else None
+        try:
+            event = asyncio.run(asyncio.wait_for(first_event(deferred.trigger), timeout))
+        except TimeoutError:
+            result = op.resume_execution("__fail__", {"error": "Trigger timeout"}, ctx)
+        else:
+            result = op.resume_execution(deferred.method_name, {"event": event.payload, **(deferred.kwargs or {})}, ctx)
     store[(op.task_id, "return_value")] = result
     return result
 

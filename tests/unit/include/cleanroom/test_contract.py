@@ -148,3 +148,39 @@ def test_party_source_stays_in_the_owners_area(tmp_path):
     ):
         with pytest.raises(CleanroomUserError, match="outside hospital_a's staging area"):
             party_source(staging, "hospital_a", bad)
+
+
+def test_party_source_says_why_and_follows_links_inside_the_area(tmp_path):
+    import os
+
+    from include.cleanroom.errors import CleanroomUserError
+    from include.cleanroom.names import party_source
+
+    area = tmp_path / "staging" / "hospital_a"
+    area.mkdir(parents=True)
+    (area / "visits.csv").write_text("x\n")
+    os.symlink(area / "visits.csv", area / "latest.csv")  # a link that stays inside is followed
+    assert party_source(tmp_path / "staging", "hospital_a", "hospital_a/latest.csv") == (area / "visits.csv")
+    for bad, why in (("hospital_a/../hospital_a/visits.csv", "'..' is not allowed"), ("hospital_a", "names no file"),
+                     ("hospital_a/x\0.csv", "NUL")):
+        with pytest.raises(CleanroomUserError, match=why) as err:
+            party_source(tmp_path / "staging", "hospital_a", bad)
+        assert "What to do: put the file there" in str(err.value)
+
+
+def test_the_contract_schema_of_the_dag_has_the_rules_of_the_model():
+    import jsonschema
+
+    from include.cleanroom.contract import COLUMN_TYPES, DATA_FORMATS, DATASET_SCHEMA, Dataset
+
+    good = {"name": "visits_a", "owner": "hospital_a", "format": "csv", "schema": [{"name": "age", "type": "int"}]}
+    jsonschema.validate(good, DATASET_SCHEMA)
+    assert Dataset.from_data(good).to_data() == good
+    assert DATASET_SCHEMA["properties"]["format"]["enum"] == list(DATA_FORMATS)
+    assert DATASET_SCHEMA["properties"]["schema"]["items"]["properties"]["type"]["enum"] == list(COLUMN_TYPES)
+    for bad in ({**good, "name": "Visits"}, {**good, "owner": "1x"}, {**good, "format": "xls"},
+                {**good, "schema": [{"name": "age", "type": "blob"}]}, {**good, "schema": []}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, DATASET_SCHEMA)
+        with pytest.raises(CleanroomUserError):
+            Dataset.from_data(bad)

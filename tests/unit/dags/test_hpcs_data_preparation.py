@@ -135,7 +135,7 @@ def test_shared_retry_settings(dag):
 def test_dag_file_reads_no_environment():
     from pathlib import Path
 
-    text = Path("dags/hpcs_data_preparation.py").read_text()
+    text = (Path(__file__).parents[3] / "dags" / "hpcs_data_preparation.py").read_text()
     assert "os.environ" not in text and "getenv" not in text and "import os" not in text
 
 

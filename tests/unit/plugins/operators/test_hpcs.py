@@ -309,3 +309,27 @@ def test_workloads_refused_for_another_user(tmp_path, monkeypatch):
     with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
         op.execute(ctx(run_id="r2", user="bob"))
     assert called == []
+
+
+def test_prepare_reports_progress_with_the_common_reporter(tmp_path, monkeypatch):
+    """The prepare step counts with include.common.progress: bytes of the total, entries, rate, and
+    a final "done" line; the files/directories/links and encrypted size follow in the log."""
+    from include.common.progress import ProgressReporter
+
+    lines = []
+
+    class Recording(ProgressReporter):
+        def __init__(self, what, **kwargs):
+            assert kwargs["interval"] == 5.0
+            super().__init__(what, **{**kwargs, "interval": 0.0, "emit": lines.append})
+
+    monkeypatch.setattr(ops, "ProgressReporter", Recording)
+    staging = tmp_path / "staging"
+    (staging / "ds").mkdir(parents=True)
+    (staging / "ds" / "f").write_bytes(b"x" * 300_000)
+    op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(staging),
+                                 scratch_dir=str(tmp_path / "s"), setup=SETUP)
+    out = op.execute(ctx())
+    assert lines and lines[-1].startswith("prepare ds: ") and "done in" in lines[-1]
+    assert "files" in lines[-1] and "MB/s" in lines[-1]
+    assert out["files"] == 1

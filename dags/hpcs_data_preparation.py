@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pendulum
 from airflow.sdk import DAG, Param
 
 from include.hpcs.names import SECRET_NAME_MAX, SECRET_NAME_PATTERN, UNIX_NAME_PATTERN
+from sensitive_data.common.retries import RETRIES_SERVICE, default_args
 from sensitive_data.operators.hpcs import (
     HpcsInfoFileOperator,
     HpcsPrepareOperator,
@@ -19,23 +18,12 @@ from sensitive_data.operators.hpcs import (
     HpcsWorkloadsOperator,
 )
 
-# Every task of a run must run where the run's SPIRE agent and scratch directory are: give the
-# HPCS tasks a queue served by one worker (host) with SDP_HPCS_QUEUE; unset: Airflow's default queue.
-QUEUE = os.environ.get("SDP_HPCS_QUEUE") or None
+# Every task of a run must run where the run's SPIRE agent and scratch directory are: the operators
+# take their queue from the Airflow configuration [sensitive_data] hpcs_queue (served by one worker).
 SCRATCH = "{{ var.value.get('hpcs_scratch_dir', '') }}"
 STAGING = "{{ var.value.get('hpcs_staging_dir', '') }}"
 # The JWT audience: Variable hpcs_svid_audience, else the hpcs_server connection's svid_audience extra.
 AUDIENCE = "{{ var.value.get('hpcs_svid_audience', '') }}"
-
-default_args = {
-    "owner": "hpcs",
-    "retries": 3,
-    "retry_delay": pendulum.duration(seconds=15),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": pendulum.duration(minutes=10),
-}
-if QUEUE:
-    default_args["queue"] = QUEUE
 
 
 def _names(title: str, what: str, min_items: int = 0) -> Param:
@@ -59,7 +47,7 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     tags=["hpcs", "sensitive-data", "supercomputer"],
-    default_args=default_args,
+    default_args=default_args(RETRIES_SERVICE, owner="hpcs"),
     params={
         "input_path": Param(
             type="string",
@@ -163,6 +151,7 @@ a changed archive is refused. See docs/hpcs.md and docs/security.md.
         secret_name="{{ params.secret_name }}",  # noqa: S106 - a name, not a secret
         compression="{{ params.compression }}",
         staging_dir=STAGING,
+        setup=setup.output,
         retries=1,
     )
     svid = HpcsSvidOperator(
@@ -170,27 +159,49 @@ a changed archive is refused. See docs/hpcs.md and docs/security.md.
         scratch_dir=SCRATCH,
         audience=AUDIENCE,
         hpcs_server_conn_id="{{ params.hpcs_server_conn_id }}",
+        setup=setup.output,
     )
-    vault = HpcsVaultKeyOperator(task_id="vault", scratch_dir=SCRATCH, vault_conn_id="{{ params.vault_conn_id }}")
+    vault = HpcsVaultKeyOperator(
+        task_id="vault",
+        scratch_dir=SCRATCH,
+        vault_conn_id="{{ params.vault_conn_id }}",
+        setup=setup.output,
+        prepared=prepare.output,
+        svid=svid.output,
+    )
     workloads = HpcsWorkloadsOperator(
         task_id="workloads",
         scratch_dir=SCRATCH,
+        setup=setup.output,
+        prepared=prepare.output,
+        svid=svid.output,
         users="{{ params.users }}",
         groups="{{ params.groups }}",
         compute_nodes="{{ params.compute_nodes }}",
         hpcs_server_conn_id="{{ params.hpcs_server_conn_id }}",
     )
-    info_file = HpcsInfoFileOperator(task_id="info_file", scratch_dir=SCRATCH, path_at_rest="{{ params.path_at_rest }}")
+    info_file = HpcsInfoFileOperator(
+        task_id="info_file",
+        scratch_dir=SCRATCH,
+        path_at_rest="{{ params.path_at_rest }}",
+        setup=setup.output,
+        prepared=prepare.output,
+        workloads=workloads.output,
+    )
     ship = HpcsShipOperator(
         task_id="ship",
         scratch_dir=SCRATCH,
         path_at_rest="{{ params.path_at_rest }}",
         sftp_conn_id="{{ params.supercomputer_sftp_conn_id }}",
+        setup=setup.output,
+        prepared=prepare.output,
+        info=info_file.output,
     )
     teardown = HpcsSpireAgentTeardownOperator(
         task_id="teardown_spire_agent",
         scratch_dir=SCRATCH,
         spire_agent_conn_id="{{ params.spire_agent_conn_id }}",
+        setup=setup.output,
         retries=1,
     )
 

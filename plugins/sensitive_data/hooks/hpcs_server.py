@@ -1,15 +1,15 @@
-"""Hook for the HPCS server's client API (connection ``hpcs_server``)."""
+"""Hook for the HPCS server's client API (connection ``hpcs_server``), on the shared HTTP hook base."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
-from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
 from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
+from sensitive_data.common.http import TRANSIENT_STATUS, SensitiveDataHttpHook
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,20 @@ class ClientRegistration:
     message: str = ""
 
 
-class HpcsServerHook(BaseHook):
+class HpcsServerHook(SensitiveDataHttpHook):
     """Talk to the HPCS server: register this client's SPIRE agent and create the workloads that may
     read a secret.
 
-    The connection (type ``http``) gives ``host``, ``port`` and ``schema`` (``http`` or ``https``);
-    extras: ``verify`` (true/false or a CA bundle path, default true), ``timeout`` (seconds, default 30).
+    The connection (type ``http``) is read by ``SensitiveDataHttpHook``: ``host`` (or a full URL),
+    ``port``, ``schema`` (``http`` or ``https``); extras ``verify`` (true/false or a CA bundle path,
+    default true), ``timeout`` (seconds, default 30), and this hook's own ``svid_audience`` (the JWT
+    audience of the Vault roles, default ``vault``; never sent as a header).
+
+    Status codes map as for every HTTP hook (refused/timeout/408/429/5xx: ``HpcsTransientError``;
+    401/403: ``HpcsConfigError``; 400: ``HpcsUserError`` with the server's message), with what the
+    HPCS protocol adds: any other 4xx (404, 405: the connection does not point at an HPCS server)
+    is an ``HpcsConfigError``, and a 200 answer whose ``success`` is not ``true`` (the server reports
+    its failures so, e.g. ``{"success": "false"}``) is an ``HpcsError`` carrying the server's message.
 
     :param hpcs_server_conn_id: the HPCS server connection
     """
@@ -36,68 +44,34 @@ class HpcsServerHook(BaseHook):
     default_conn_name = "hpcs_server"
     conn_type = "http"
     hook_name = "HPCS server"
+    system: ClassVar[str] = "HPCS server"
+    own_extras: ClassVar[frozenset[str]] = frozenset({"svid_audience"})
+    user_error = HpcsUserError
+    transient_error = HpcsTransientError
+    config_error = permission_error = HpcsConfigError
 
-    def __init__(self, hpcs_server_conn_id: str = default_conn_name, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, hpcs_server_conn_id: str = default_conn_name, **kwargs: Any):
+        super().__init__(hpcs_server_conn_id, **kwargs)
         self.hpcs_server_conn_id = hpcs_server_conn_id
-        self._base_url: str | None = None
-        self._verify: bool | str = True
-        self._timeout: float = 30.0
-        self._session: requests.Session | None = None
 
-    def _load(self) -> None:
-        if self._base_url is not None:
-            return
-        conn = self.get_connection(self.hpcs_server_conn_id)
-        extra = conn.extra_dejson
-        scheme = conn.schema if conn.schema in ("http", "https") else "http"
-        host = conn.host or "127.0.0.1"
-        if "://" in host:
-            self._base_url = host.rstrip("/")
-        else:
-            self._base_url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
-        verify = extra.get("verify", True)
-        self._verify = (
-            verify
-            if isinstance(verify, bool) or str(verify).lower() not in ("true", "false")
-            else str(verify).lower() == "true"
-        )
-        self._timeout = float(extra.get("timeout", 30))
-
-    @property
-    def base_url(self) -> str:
-        self._load()
-        assert self._base_url is not None
-        return self._base_url
-
-    def get_conn(self) -> requests.Session:
-        if self._session is None:
-            self._load()
-            self._session = requests.Session()
-            self._session.verify = self._verify
-        return self._session
-
-    def _post(self, path: str, what: str, **kwargs) -> dict[str, Any]:
-        url = self.base_url + path
-        try:
-            resp = self.get_conn().post(url, timeout=self._timeout, **kwargs)
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise HpcsTransientError(
-                f"HPCS server at {self.base_url} is unreachable while {what} ({type(exc).__name__}); retrying later"
-            ) from None
-        if resp.status_code >= 500 or resp.status_code in (408, 429):
-            raise HpcsTransientError(f"HPCS server answered HTTP {resp.status_code} while {what}; retrying later")
-        if resp.status_code == 400:
-            raise HpcsUserError(f"HPCS server rejected the request while {what}: {self._message(resp)}")
-        if resp.status_code >= 400:
-            raise HpcsConfigError(
-                f"HPCS server refused the request while {what} (HTTP {resp.status_code}); "
-                f"check the '{self.hpcs_server_conn_id}' connection"
+    def check_status(self, response: requests.Response, what: str) -> None:  # type: ignore[override]
+        """The shared mapping, except that only 400 is the submitter's error: another 4xx means the
+        connection does not point at an HPCS server's client API."""
+        status = response.status_code
+        if 400 < status < 500 and status not in (401, 403) and status not in TRANSIENT_STATUS:
+            code, message = self.server_error(response)
+            detail = f" ({code}: {message})" if message else ""
+            raise self._error(
+                self.config_error,
+                f"{self.system} refused {what} (HTTP {status}){detail}",
+                status,
+                code,
+                hint=f"check that the '{self.http_conn_id}' connection points at the HPCS server",
             )
-        try:
-            body = resp.json()
-        except ValueError:
-            raise HpcsTransientError(f"HPCS server sent a non-JSON answer while {what}") from None
+        super().check_status(response, what)
+
+    def _post(self, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        body = self.request("POST", path, what, **kwargs)
         if not isinstance(body, dict):
             raise HpcsError(f"HPCS server sent an unexpected answer while {what}")
         if body.get("success") is not True:
@@ -105,19 +79,10 @@ class HpcsServerHook(BaseHook):
             raise HpcsError(f"HPCS server could not complete {what}: {message}")
         return body
 
-    @staticmethod
-    def _message(resp: requests.Response) -> str:
-        try:
-            body = resp.json()
-        except ValueError:
-            return "no message"
-        return str(body.get("message") or "no message")[:300] if isinstance(body, dict) else "no message"
-
     @property
     def svid_audience(self) -> str:
         """The JWT audience the HPCS server binds its Vault roles to (extra ``svid_audience``)."""
-        extra = self.get_connection(self.hpcs_server_conn_id).extra_dejson
-        return str(extra.get("svid_audience") or "vault")
+        return str(self.extras().get("svid_audience") or "vault")
 
     def register_client(self) -> ClientRegistration:
         """``POST /api/client/register``: a join token for this client's SPIRE agent."""
@@ -152,10 +117,3 @@ class HpcsServerHook(BaseHook):
         if missing:
             raise HpcsError(f"HPCS server workload answer lacks {', '.join(missing)}")
         return {k: v for k, v in body.items() if k not in ("jwt", "token")}
-
-    def test_connection(self) -> tuple[bool, str]:
-        try:
-            resp = self.get_conn().get(self.base_url + "/", timeout=self._timeout)
-        except requests.RequestException as exc:
-            return False, f"{type(exc).__name__}"
-        return True, f"HPCS server answered HTTP {resp.status_code}"

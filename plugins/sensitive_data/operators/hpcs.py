@@ -3,8 +3,12 @@
 Each step of HPCS's documented sequence is one thin operator over ``include.hpcs`` and the
 ``hpcs*`` hooks. They share the run's scratch directory (``include.hpcs.scratch.RunScratch``) on
 the worker where the SPIRE agent runs; only paths to secret files and non-secret facts go
-through XCom. Errors are translated once: bad input or configuration fails without retry
-(``AirflowFailException``), transient failures raise for a retry with backoff.
+through XCom, and each operator takes the results of the steps before it as arguments (the DAG
+passes ``.output`` XComArgs: ``setup``, ``prepared``, ``svid``, ``workloads``, ``info``). Errors
+are translated by the shared core (``sensitive_data.common.errors.translate_errors``): bad input
+or configuration fails without retry (``AirflowFailException``), transient failures raise
+``TransientFailure`` for a retry with backoff, a bare ``HpcsError`` fails like a bug (the task's
+standard retries).
 
 Who asks is the run's ``triggering_user_name`` as the API server recorded it (never the conf): the
 first user to prepare a secret name owns it (``include.hpcs.ownership``); every secret a step
@@ -13,50 +17,26 @@ handles (join token, JWT-SVID, Vault token, the archive key) is registered with 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
+from include.common.progress import ProgressReporter
 from include.hpcs.archive import KeyPair, prepare_archive, scan_input
-from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
+from include.hpcs.errors import HpcsError, HpcsUserError
 from include.hpcs.info import DatasetInfo, info_file_name
 from include.hpcs.names import default_secret_name, validate_access, validate_secret_name
 from include.hpcs.ownership import SecretOwners
-from include.hpcs.progress import Progress
 from include.hpcs.scratch import RunScratch, read_private_file, write_private_file
-
-SETUP_TASK = "setup_spire_agent"
-PREPARE_TASK = "prepare"
-SVID_TASK = "svid"
-VAULT_TASK = "vault"
-WORKLOADS_TASK = "workloads"
-INFO_TASK = "info_file"
-
-
-class HpcsTransientFailure(AirflowException):
-    """A service was unavailable; the task is retried with backoff."""
-
-
-@contextlib.contextmanager
-def hpcs_errors() -> Iterator[None]:
-    """Translate ``include.hpcs`` errors into Airflow's retry semantics (messages carry no secrets)."""
-    try:
-        yield
-    except (HpcsUserError, HpcsConfigError) as exc:
-        raise AirflowFailException(str(exc)) from None
-    except HpcsTransientError as exc:
-        raise HpcsTransientFailure(str(exc)) from None
-    except HpcsError as exc:
-        raise AirflowException(str(exc)) from None
+from sensitive_data.common.errors import SensitiveDataOperatorMixin, translate_errors
 
 
 def mask_pem(pem: str) -> None:
@@ -67,28 +47,52 @@ def mask_pem(pem: str) -> None:
             mask_secret(line.strip())
 
 
+QUEUE_SECTION = "sensitive_data"
+QUEUE_KEY = "hpcs_queue"
+
+
+def hpcs_queue() -> str:
+    """The Celery queue of every HPCS task: Airflow configuration ``[sensitive_data] hpcs_queue``
+    (environment ``AIRFLOW__SENSITIVE_DATA__HPCS_QUEUE``), else ``[operators] default_queue``.
+
+    Every task of a run must run where the run's SPIRE agent and scratch directory are, so a
+    deployment with several workers names a queue that one worker (host) serves. Airflow needs an
+    operator's ``queue`` when the DAG is parsed (the scheduler routes from the serialized DAG), so
+    this is read when the operator is built, from configuration, never from the DAG file.
+    """
+    from airflow.sdk.configuration import conf
+
+    return conf.get(QUEUE_SECTION, QUEUE_KEY, fallback="") or conf.get("operators", "default_queue", fallback="default")
+
+
 def default_local_dir(name: str) -> str:
     local = os.environ.get("SDP_LOCAL")
     base = Path(local) if local else Path(tempfile.gettempdir()) / "sdp"
     return str(base / name)
 
 
-class HpcsBaseOperator(BaseOperator):
+class HpcsBaseOperator(SensitiveDataOperatorMixin, BaseOperator):
     """Shared by the HPCS operators: the run's scratch directory and the check that the task runs on
     the worker that holds it.
 
     :param scratch_dir: root of the scratch directories (default ``$SDP_LOCAL/hpcs/scratch``)
     :param socket_dir: where the SPIRE agent's short-named directory goes (default: under the
         scratch directory when the socket path fits, else the system temporary directory)
+    :param setup: what the setup task returned (``setup.output``: client id, socket, host);
+        ``None`` in a teardown whose setup failed
+    :param queue: default :func:`hpcs_queue` (Airflow configuration ``[sensitive_data] hpcs_queue``)
     """
 
-    template_fields: Sequence[str] = ("scratch_dir", "socket_dir")
+    template_fields: Sequence[str] = ("scratch_dir", "socket_dir", "setup")
     ui_color = "#f3e8fd"
 
-    def __init__(self, *, scratch_dir: str = "", socket_dir: str = "", **kwargs):
+    def __init__(self, *, scratch_dir: str = "", socket_dir: str = "", setup: Any = None, **kwargs):
+        if not kwargs.get("queue") and not (kwargs.get("default_args") or {}).get("queue"):
+            kwargs["queue"] = hpcs_queue()  # a queue given to the task or in default_args wins
         super().__init__(**kwargs)
         self.scratch_dir = scratch_dir
         self.socket_dir = socket_dir
+        self.setup = setup
 
     def scratch(self, context) -> RunScratch:
         root = self.scratch_dir or default_local_dir("hpcs/scratch")
@@ -120,9 +124,9 @@ class HpcsBaseOperator(BaseOperator):
         mask_secret(jwt)
         return jwt
 
-    def check_host(self, context) -> dict[str, Any]:
-        """The setup's XCom; fail when this task does not run on the worker of the run's agent."""
-        setup = context["ti"].xcom_pull(task_ids=SETUP_TASK) or {}
+    def check_host(self) -> dict[str, Any]:
+        """The setup's result; fail when this task does not run on the worker of the run's agent."""
+        setup = self.setup or {}
         here = socket.gethostname()
         if setup.get("host") and setup["host"] != here:
             raise AirflowFailException(
@@ -151,22 +155,22 @@ class HpcsSpireAgentSetupOperator(HpcsBaseOperator):
         self.hpcs_server_conn_id = hpcs_server_conn_id
         self.spire_agent_conn_id = spire_agent_conn_id
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_server import HpcsServerHook
         from sensitive_data.hooks.hpcs_spire import SpireAgentHook
 
         scratch = self.scratch(context).ensure()
         agent = SpireAgentHook(self.spire_agent_conn_id)
-        with hpcs_errors():
-            registration = HpcsServerHook(self.hpcs_server_conn_id).register_client()
-            self.log.info("HPCS client %s registered (agent %s)", registration.client_id, registration.spiffe_id)
-            try:
-                agent.start(scratch, registration.token)
-                agent.wait_ready(scratch)
-            except BaseException:
-                agent.stop(scratch)
-                scratch.remove_agent_dir()
-                raise
+        registration = HpcsServerHook(self.hpcs_server_conn_id).register_client()
+        self.log.info("HPCS client %s registered (agent %s)", registration.client_id, registration.spiffe_id)
+        try:
+            agent.start(scratch, registration.token)
+            agent.wait_ready(scratch)
+        except BaseException:
+            agent.stop(scratch)
+            scratch.remove_agent_dir()
+            raise
         scratch.update_state(client_id=registration.client_id, agent_spiffe_id=registration.spiffe_id)
         self.log.info("SPIRE agent ready, Workload API at %s", scratch.socket_path)
         return {
@@ -194,10 +198,11 @@ class HpcsSpireAgentTeardownOperator(HpcsBaseOperator):
         self.spire_agent_conn_id = spire_agent_conn_id
         self.keep_archive = keep_archive
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_spire import SpireAgentHook
 
-        self.check_host(context)
+        self.check_host()
         scratch = self.scratch(context)
         stopped = SpireAgentHook(self.spire_agent_conn_id).stop(scratch)
         scratch.remove_agent_dir()
@@ -254,70 +259,80 @@ class HpcsPrepareOperator(HpcsBaseOperator):
         self.compression = compression
         self.staging_dir = staging_dir
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
-        setup = self.check_host(context)
+        setup = self.check_host()
         scratch = self.scratch(context).ensure()
         staging = Path(self.staging_dir or default_local_dir("staging"))
-        with hpcs_errors():
-            if not self.input_path:
-                raise HpcsUserError("input_path is empty: give a directory or file in the staging area")
-            path = Path(self.input_path)
-            path = path if path.is_absolute() else staging / path
-            secret_name = validate_secret_name(self.secret_name or default_secret_name(str(path)))
-            if self.compression not in ("gzip", "none"):
-                raise HpcsUserError(f"compression must be 'gzip' or 'none', not {self.compression!r}")
-            # before anything is read or written: this user's run owns the name, or is refused
-            owner, run = self.caller(context)
-            if not setup.get("client_id"):
-                raise HpcsError("no HPCS client id: the 'setup_spire_agent' task has not run")
-            self.owners().claim(setup["client_id"], secret_name, owner, run)
-            self.log.info("secret_name %s is this run's (prepared for %s)", secret_name, owner)
-            state = scratch.load_state()
-            # an earlier attempt left an archive: scan first, to reuse it if the input is unchanged;
-            # otherwise prepare_archive scans in a thread beside the archive
-            summary = scan_input(path, staging) if state.get("archive") else None
-            reused = self._reusable(scratch, state, summary.fingerprint, secret_name) if summary else None
-            if reused is not None:
-                self.log.info(
-                    "input unchanged since an earlier attempt of this run: reusing archive %s (sha512 %s...)",
-                    reused["name"],
-                    reused["sha512"][:16],
-                )
-                archive = reused
-            else:
-                keys = KeyPair.generate()
-                mask_pem(keys.private_pem().decode())
-                write_private_file(scratch.private_key_path, keys.private_pem())
-                write_private_file(scratch.public_key_path, keys.public_pem())
-                progress = Progress("prepare", summary.bytes if summary else 0, self.log.info)
+        if not self.input_path:
+            raise HpcsUserError("input_path is empty: give a directory or file in the staging area")
+        path = Path(self.input_path)
+        path = path if path.is_absolute() else staging / path
+        secret_name = validate_secret_name(self.secret_name or default_secret_name(str(path)))
+        if self.compression not in ("gzip", "none"):
+            raise HpcsUserError(f"compression must be 'gzip' or 'none', not {self.compression!r}")
+        # before anything is read or written: this user's run owns the name, or is refused
+        owner, run = self.caller(context)
+        if not setup.get("client_id"):
+            raise HpcsError("no HPCS client id: the 'setup_spire_agent' task has not run")
+        self.owners().claim(setup["client_id"], secret_name, owner, run)
+        self.log.info("secret_name %s is this run's (prepared for %s)", secret_name, owner)
+        state = scratch.load_state()
+        # an earlier attempt left an archive: scan first, to reuse it if the input is unchanged;
+        # otherwise prepare_archive scans in a thread beside the archive
+        summary = scan_input(path, staging) if state.get("archive") else None
+        reused = self._reusable(scratch, state, summary.fingerprint, secret_name) if summary else None
+        if reused is not None:
+            self.log.info(
+                "input unchanged since an earlier attempt of this run: reusing archive %s (sha512 %s...)",
+                reused["name"],
+                reused["sha512"][:16],
+            )
+            archive = reused
+        else:
+            keys = KeyPair.generate()
+            mask_pem(keys.private_pem().decode())
+            write_private_file(scratch.private_key_path, keys.private_pem())
+            write_private_file(scratch.public_key_path, keys.public_pem())
+            progress = ProgressReporter(
+                f"prepare {secret_name}",
+                bytes_total=summary.bytes if summary else None,
+                interval=5.0,
+                emit=self.log.info,
+            )
 
-                def report(files: int, done: int, total: int) -> None:
-                    progress.total = total  # known once the input scan is done
-                    progress(done, f", {files} entries")
+            def report(files: int, done: int, total: int) -> None:
+                # the total is known once the input scan (in a thread beside the archive) is done
+                progress.update(bytes_done=done, files_done=files, bytes_total=total or None)
 
-                result = prepare_archive(
-                    path,
-                    scratch.archive_dir,
-                    keys.public,
-                    secret_name=secret_name,
-                    compression=self.compression,
-                    staging_root=staging,
-                    summary=summary,
-                    progress=report,
-                )
-                progress.done = result.tar_bytes
-                progress.finish(
-                    f", {result.files} files, {result.dirs} directories, {result.links} links "
-                    f"-> {result.size} bytes encrypted"
-                )
-                archive = result.to_dict() | {"secret_name": secret_name}
-                scratch.update_state(archive=archive, vault=None, shipped=None)
-            if archive["outside_links"]:
-                self.log.warning(
-                    "%d symbolic link(s) point outside the input; they are stored as links and not followed: %s",
-                    len(archive["outside_links"]),
-                    ", ".join(archive["outside_links"][:10]),
-                )
+            result = prepare_archive(
+                path,
+                scratch.archive_dir,
+                keys.public,
+                secret_name=secret_name,
+                compression=self.compression,
+                staging_root=staging,
+                summary=summary,
+                progress=report,
+            )
+            progress.update(bytes_done=result.tar_bytes, files_done=result.files + result.dirs + result.links)
+            progress.finish()
+            self.log.info(
+                "archive %s: %d files, %d directories, %d links -> %d bytes encrypted",
+                result.name,
+                result.files,
+                result.dirs,
+                result.links,
+                result.size,
+            )
+            archive = result.to_dict() | {"secret_name": secret_name}
+            scratch.update_state(archive=archive, vault=None, shipped=None)
+        if archive["outside_links"]:
+            self.log.warning(
+                "%d symbolic link(s) point outside the input; they are stored as links and not followed: %s",
+                len(archive["outside_links"]),
+                ", ".join(archive["outside_links"][:10]),
+            )
         return {
             "archive_path": archive["path"],
             "archive_name": archive["name"],
@@ -374,16 +389,16 @@ class HpcsSvidOperator(HpcsBaseOperator):
         self.hpcs_server_conn_id = hpcs_server_conn_id
         self.fetch_timeout = fetch_timeout
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_server import HpcsServerHook
         from sensitive_data.hooks.hpcs_spire import SpireAgentHook
 
-        setup = self.check_host(context)
+        setup = self.check_host()
         scratch = self.scratch(context)
         socket_path = setup.get("socket_path") or str(scratch.socket_path)
-        with hpcs_errors():
-            audience = self.audience or HpcsServerHook(self.hpcs_server_conn_id).svid_audience
-            svid = SpireAgentHook.fetch_jwt_svid(socket_path, audience, timeout=self.fetch_timeout)
+        audience = self.audience or HpcsServerHook(self.hpcs_server_conn_id).svid_audience
+        svid = SpireAgentHook.fetch_jwt_svid(socket_path, audience, timeout=self.fetch_timeout)
         write_private_file(scratch.svid_path, svid.token.encode())
         self.log.info("JWT-SVID for %s (audience %s) fetched", svid.spiffe_id, audience)
         return {
@@ -404,22 +419,26 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
     with the unchanged archive finds its key there and goes on; a changed archive, another run or
     another user is refused (``include.hpcs.ownership``).
 
+    :param prepared: what the prepare task returned (``prepare.output``)
+    :param svid: what the svid task returned (``svid.output``)
     :param vault_conn_id: Vault connection
     """
 
-    template_fields: Sequence[str] = (*HpcsBaseOperator.template_fields, "vault_conn_id")
+    template_fields: Sequence[str] = (*HpcsBaseOperator.template_fields, "prepared", "svid", "vault_conn_id")
 
-    def __init__(self, *, vault_conn_id: str = "vault", **kwargs):
+    def __init__(self, *, prepared: Any = None, svid: Any = None, vault_conn_id: str = "vault", **kwargs):
         super().__init__(**kwargs)
+        self.prepared = prepared
+        self.svid = svid
         self.vault_conn_id = vault_conn_id
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_vault import HpcsSecretExists, HpcsVaultHook
 
-        setup = self.check_host(context)
+        setup = self.check_host()
         scratch = self.scratch(context)
-        prepared = context["ti"].xcom_pull(task_ids=PREPARE_TASK) or {}
-        svid = context["ti"].xcom_pull(task_ids=SVID_TASK) or {}
+        prepared, svid = self.prepared or {}, self.svid or {}
         client_id = setup["client_id"]
         secret_path = f"client_{client_id}/{prepared['secret_name']}"
         state = scratch.load_state()
@@ -431,33 +450,32 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
                 done.get("version"),
             )
             return {"secret_path": secret_path, "version": done.get("version"), "written": False}
-        with hpcs_errors():
-            owner, run = self.caller(context)
-            newly_bound = self.owners().bind_archive(client_id, prepared["secret_name"], owner, run, prepared["sha512"])
-            try:
-                key = read_private_file(prepared["private_key_path"]).decode()
-            except FileNotFoundError:
-                raise HpcsError(
-                    "the private key of this archive is gone (teardown ran): clear the "
-                    "'prepare' task so that a new archive and key are made"
+        owner, run = self.caller(context)
+        newly_bound = self.owners().bind_archive(client_id, prepared["secret_name"], owner, run, prepared["sha512"])
+        try:
+            key = read_private_file(prepared["private_key_path"]).decode()
+        except FileNotFoundError:
+            raise HpcsError(
+                "the private key of this archive is gone (teardown ran): clear the "
+                "'prepare' task so that a new archive and key are made"
+            ) from None
+        mask_pem(key)
+        jwt = self.current_jwt(svid)
+        hook = HpcsVaultHook(self.vault_conn_id)
+        hook.login_jwt(role=f"client_{client_id}", jwt=jwt)
+        try:
+            version = hook.write_secret(secret_path, {"key": key}, cas=0)
+            written = True
+        except HpcsSecretExists:
+            if newly_bound:  # a key this platform did not record for this archive
+                raise HpcsUserError(
+                    f"a key already exists in Vault at {secret_path} that no run recorded for this "
+                    "archive: it is never replaced; choose another secret_name"
                 ) from None
-            mask_pem(key)
-            jwt = self.current_jwt(svid)
-            hook = HpcsVaultHook(self.vault_conn_id)
-            hook.login_jwt(role=f"client_{client_id}", jwt=jwt)
-            try:
-                version = hook.write_secret(secret_path, {"key": key}, cas=0)
-                written = True
-            except HpcsSecretExists:
-                if newly_bound:  # a key this platform did not record for this archive
-                    raise HpcsUserError(
-                        f"a key already exists in Vault at {secret_path} that no run recorded for this "
-                        "archive: it is never replaced; choose another secret_name"
-                    ) from None
-                version, written = None, False  # an earlier attempt of this run wrote this archive's key
-            finally:
-                hook.revoke_self()  # the token's one job is done, whatever happened
-            del key, jwt
+            version, written = None, False  # an earlier attempt of this run wrote this archive's key
+        finally:
+            hook.revoke_self()  # the token's one job is done, whatever happened
+        del key, jwt
         scratch.update_state(vault={"sha512": prepared["sha512"], "secret_path": secret_path, "version": version})
         if written:
             self.log.info("key written to Vault at %s/%s (version %s); token revoked", hook.kv_mount, secret_path,
@@ -471,6 +489,8 @@ class HpcsVaultKeyOperator(HpcsBaseOperator):
 class HpcsWorkloadsOperator(HpcsBaseOperator):
     """Ask the HPCS server to create the workloads (compute nodes x users/groups) that may read the key.
 
+    :param prepared: what the prepare task returned (``prepare.output``)
+    :param svid: what the svid task returned (``svid.output``)
     :param hpcs_server_conn_id: HPCS server connection
     :param users: UNIX users allowed on the compute nodes
     :param groups: UNIX groups allowed on the compute nodes
@@ -479,6 +499,8 @@ class HpcsWorkloadsOperator(HpcsBaseOperator):
 
     template_fields: Sequence[str] = (
         *HpcsBaseOperator.template_fields,
+        "prepared",
+        "svid",
         "users",
         "groups",
         "compute_nodes",
@@ -491,31 +513,33 @@ class HpcsWorkloadsOperator(HpcsBaseOperator):
         users: Any = None,
         groups: Any = None,
         compute_nodes: Any = None,
+        prepared: Any = None,
+        svid: Any = None,
         hpcs_server_conn_id: str = "hpcs_server",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.prepared = prepared
+        self.svid = svid
         self.users = users
         self.groups = groups
         self.compute_nodes = compute_nodes
         self.hpcs_server_conn_id = hpcs_server_conn_id
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_server import HpcsServerHook
 
-        self.check_host(context)
+        setup = self.check_host()
         scratch = self.scratch(context)
-        prepared = context["ti"].xcom_pull(task_ids=PREPARE_TASK) or {}
-        svid = context["ti"].xcom_pull(task_ids=SVID_TASK) or {}
-        setup = context["ti"].xcom_pull(task_ids=SETUP_TASK) or {}
-        with hpcs_errors():
-            users, groups, nodes = validate_access(self.users, self.groups, self.compute_nodes)
-            owner, run = self.caller(context)  # only the secret's owner may add workloads to it
-            self.owners().check(str(setup.get("client_id") or ""), prepared["secret_name"], owner, run)
-            jwt = self.current_jwt(svid)
-            answer = HpcsServerHook(self.hpcs_server_conn_id).create_workloads(
-                jwt=jwt, secret=prepared["secret_name"], users=users, groups=groups, compute_nodes=nodes
-            )
+        prepared, svid = self.prepared or {}, self.svid or {}
+        users, groups, nodes = validate_access(self.users, self.groups, self.compute_nodes)
+        owner, run = self.caller(context)  # only the secret's owner may add workloads to it
+        self.owners().check(str(setup.get("client_id") or ""), prepared["secret_name"], owner, run)
+        jwt = self.current_jwt(svid)
+        answer = HpcsServerHook(self.hpcs_server_conn_id).create_workloads(
+            jwt=jwt, secret=prepared["secret_name"], users=users, groups=groups, compute_nodes=nodes
+        )
         del jwt
         scratch.update_state(workloads={k: answer.get(k) for k in ("spiffeID", "secrets_path", "user_role")})
         self.log.info(
@@ -532,32 +556,35 @@ class HpcsInfoFileOperator(HpcsBaseOperator):
     """Write ``<secret_name>.info.yaml`` (HPCS's format plus archive name and size) beside the archive.
 
     :param path_at_rest: the remote directory the archive is shipped to
+    :param prepared: what the prepare task returned (``prepare.output``)
+    :param workloads: what the workloads task returned (``workloads.output``)
     """
 
-    template_fields: Sequence[str] = (*HpcsBaseOperator.template_fields, "path_at_rest")
+    template_fields: Sequence[str] = (*HpcsBaseOperator.template_fields, "path_at_rest", "prepared", "workloads")
 
-    def __init__(self, *, path_at_rest: str, **kwargs):
+    def __init__(self, *, path_at_rest: str, prepared: Any = None, workloads: Any = None, **kwargs):
         super().__init__(**kwargs)
         self.path_at_rest = path_at_rest
+        self.prepared = prepared
+        self.workloads = workloads
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
-        self.check_host(context)
+        self.check_host()
         scratch = self.scratch(context).ensure()
-        prepared = context["ti"].xcom_pull(task_ids=PREPARE_TASK) or {}
-        workloads = context["ti"].xcom_pull(task_ids=WORKLOADS_TASK) or {}
-        with hpcs_errors():
-            if not self.path_at_rest or not self.path_at_rest.startswith("/"):
-                raise HpcsUserError(f"path_at_rest must be an absolute remote directory, not {self.path_at_rest!r}")
-            info = DatasetInfo.build(
-                remote_dir=self.path_at_rest,
-                archive=prepared["archive_name"],
-                size=prepared["size"],
-                checksum=prepared["sha512"],
-                secret_path=workloads["secrets_path"],
-                access_role=workloads["user_role"],
-                spiffe_id=workloads["spiffeID"],
-                compression=prepared["compression"],
-            )
+        prepared, workloads = self.prepared or {}, self.workloads or {}
+        if not self.path_at_rest or not self.path_at_rest.startswith("/"):
+            raise HpcsUserError(f"path_at_rest must be an absolute remote directory, not {self.path_at_rest!r}")
+        info = DatasetInfo.build(
+            remote_dir=self.path_at_rest,
+            archive=prepared["archive_name"],
+            size=prepared["size"],
+            checksum=prepared["sha512"],
+            secret_path=workloads["secrets_path"],
+            access_role=workloads["user_role"],
+            spiffe_id=workloads["spiffeID"],
+            compression=prepared["compression"],
+        )
         path = scratch.archive_dir / info_file_name(prepared["secret_name"])
         tmp = path.with_suffix(".tmp")
         tmp.write_text(info.to_yaml())
@@ -573,9 +600,17 @@ class HpcsShipOperator(HpcsBaseOperator):
     :param sftp_conn_id: the supercomputer's SFTP connection
     :param path_at_rest: remote directory
     :param progress_interval: seconds between progress lines
+    :param prepared: what the prepare task returned (``prepare.output``)
+    :param info: what the info_file task returned (``info_file.output``)
     """
 
-    template_fields: Sequence[str] = (*HpcsBaseOperator.template_fields, "path_at_rest", "sftp_conn_id")
+    template_fields: Sequence[str] = (
+        *HpcsBaseOperator.template_fields,
+        "path_at_rest",
+        "sftp_conn_id",
+        "prepared",
+        "info",
+    )
 
     def __init__(
         self,
@@ -583,43 +618,48 @@ class HpcsShipOperator(HpcsBaseOperator):
         path_at_rest: str,
         sftp_conn_id: str = "supercomputer_sftp",
         progress_interval: float = 5.0,
+        prepared: Any = None,
+        info: Any = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.prepared = prepared
+        self.info = info
         self.path_at_rest = path_at_rest
         self.sftp_conn_id = sftp_conn_id
         self.progress_interval = progress_interval
 
+    @translate_errors()
     def execute(self, context) -> dict[str, Any]:
         from sensitive_data.hooks.hpcs_sftp import SupercomputerSftpHook
 
-        self.check_host(context)
+        self.check_host()
         scratch = self.scratch(context)
-        prepared = context["ti"].xcom_pull(task_ids=PREPARE_TASK) or {}
-        info = context["ti"].xcom_pull(task_ids=INFO_TASK) or {}
+        prepared, info = self.prepared or {}, self.info or {}
         state = scratch.load_state()
         sha = prepared["sha512"]
-        with hpcs_errors():
-            if not Path(prepared["archive_path"]).is_file():
-                if (state.get("shipped") or {}).get("sha512") == sha:
-                    self.log.info("archive %s was already shipped by an earlier attempt", prepared["archive_name"])
-                    return dict(state["shipped"])
-                raise HpcsError(
-                    f"archive {prepared['archive_name']} is missing from the scratch directory: "
-                    "clear the 'prepare' task to make it again"
-                )
-            hook = SupercomputerSftpHook(self.sftp_conn_id)
-            progress = Progress(
-                f"shipping {prepared['archive_name']}",
-                prepared["size"],
-                self.log.info,
-                interval=self.progress_interval,
+        if not Path(prepared["archive_path"]).is_file():
+            if (state.get("shipped") or {}).get("sha512") == sha:
+                self.log.info("archive %s was already shipped by an earlier attempt", prepared["archive_name"])
+                return dict(state["shipped"])
+            raise HpcsError(
+                f"archive {prepared['archive_name']} is missing from the scratch directory: "
+                "clear the 'prepare' task to make it again"
             )
-            archive = hook.ship(
-                prepared["archive_path"], self.path_at_rest, prepared["archive_name"], progress=progress
-            )
-            progress.finish(f" (resumed from byte {archive.resumed_from})" if archive.resumed_from else "")
-            info_result = hook.ship(info["info_path"], self.path_at_rest, info["info_name"])
+        hook = SupercomputerSftpHook(self.sftp_conn_id)
+        progress = ProgressReporter(
+            f"shipping {prepared['archive_name']}",
+            bytes_total=prepared["size"],
+            interval=self.progress_interval,
+            emit=self.log.info,
+        )
+        archive = hook.ship(
+            prepared["archive_path"], self.path_at_rest, prepared["archive_name"], progress=progress
+        )
+        progress.finish()
+        if archive.resumed_from:
+            self.log.info("shipping %s resumed from byte %d", prepared["archive_name"], archive.resumed_from)
+        info_result = hook.ship(info["info_path"], self.path_at_rest, info["info_name"])
         result = {"archive": archive.to_dict(), "info": info_result.to_dict(), "sha512": sha}
         scratch.update_state(shipped=result)
         return result

@@ -12,7 +12,7 @@ import pytest
 
 from .standins import audience, connections
 
-__all__ = ["FakeTI", "connections", "run_task"]
+__all__ = ["INPUTS", "connections", "run_task"]
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +41,24 @@ def hpcs_stack(devstack):
     mp.undo()
 
 
-class FakeTI:
-    def __init__(self, store: dict):
-        self.store = store
-
-    def xcom_pull(self, task_ids: str, key: str = "return_value"):
-        return self.store.get(task_ids)
+# what the DAG passes as ``.output`` XComArgs: operator argument -> the task whose result it is
+INPUTS = {
+    "setup": "setup_spire_agent",
+    "prepared": "prepare",
+    "svid": "svid",
+    "workloads": "workloads",
+    "info": "info_file",
+}
 
 
 def run_task(op, store: dict, dag_id: str, run_id: str, user: str = "alice"):
-    """Render ``op``'s templates against nothing (plain values) and execute it with a minimal context;
+    """Execute ``op`` with a minimal context, its upstream results taken from ``store`` (task id ->
+    return value) as Airflow resolves the DAG's XComArgs (a task that has not run: ``None``);
     ``user`` is the run's ``triggering_user_name`` (who the API server says triggered it)."""
-    ctx = {"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id, triggering_user_name=user), "ti": FakeTI(store)}
+    for arg, upstream in INPUTS.items():
+        if arg in op.template_fields:
+            setattr(op, arg, store.get(upstream))
+    ctx = {"dag_run": SimpleNamespace(dag_id=dag_id, run_id=run_id, triggering_user_name=user)}
     result = op.execute(ctx)
     store[op.task_id] = result
     return result

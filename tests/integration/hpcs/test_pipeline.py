@@ -39,21 +39,21 @@ def operators(
 
     common = {"scratch_dir": str(scratch_root)}
     return [
-        ops.HpcsSpireAgentSetupOperator(task_id=ops.SETUP_TASK, **common),
+        ops.HpcsSpireAgentSetupOperator(task_id="setup_spire_agent", **common),
         ops.HpcsPrepareOperator(
-            task_id=ops.PREPARE_TASK,
+            task_id="prepare",
             input_path=str(input_path),
             staging_dir=str(staging),
             secret_name=secret_name,
             compression=compression,
             **common,
         ),
-        ops.HpcsSvidOperator(task_id=ops.SVID_TASK, **common),
-        ops.HpcsVaultKeyOperator(task_id=ops.VAULT_TASK, **common),
+        ops.HpcsSvidOperator(task_id="svid", **common),
+        ops.HpcsVaultKeyOperator(task_id="vault", **common),
         ops.HpcsWorkloadsOperator(
-            task_id=ops.WORKLOADS_TASK, users=list(users), groups=[], compute_nodes=list(nodes), **common
+            task_id="workloads", users=list(users), groups=[], compute_nodes=list(nodes), **common
         ),
-        ops.HpcsInfoFileOperator(task_id=ops.INFO_TASK, path_at_rest=remote, **common),
+        ops.HpcsInfoFileOperator(task_id="info_file", path_at_rest=remote, **common),
         ops.HpcsShipOperator(task_id="ship", path_at_rest=remote, progress_interval=0.0, **common),
     ], ops.HpcsSpireAgentTeardownOperator(task_id="teardown_spire_agent", **common)
 
@@ -255,8 +255,8 @@ def test_sftp_authentication_failure_is_not_retried(hpcs_stack, tmp_path, monkey
 def test_services_down_are_transient(hpcs_stack, tmp_path, monkeypatch):
     from devstack.procs import free_port
     from include.hpcs.errors import HpcsTransientError
+    from sensitive_data.common.errors import TransientFailure
     from sensitive_data.hooks.hpcs_sftp import SupercomputerSftpHook
-    from sensitive_data.operators.hpcs import HpcsTransientFailure
 
     dead = free_port()
     monkeypatch.setenv("AIRFLOW_CONN_HPCS_SERVER", json.dumps({"conn_type": "http", "host": "127.0.0.1", "port": dead}))
@@ -264,7 +264,7 @@ def test_services_down_are_transient(hpcs_stack, tmp_path, monkeypatch):
         "AIRFLOW_CONN_SUPERCOMPUTER_SFTP", json.dumps(dict(hpcs_stack.conns["supercomputer_sftp"], port=dead))
     )
     work, teardown = operators(tmp_path / "scratch", tmp_path, "x")
-    with pytest.raises(HpcsTransientFailure, match="unreachable"):
+    with pytest.raises(TransientFailure, match="unreachable"):
         run_task(work[0], {}, DAG_ID, "manual__down")
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(HpcsTransientError):

@@ -45,9 +45,8 @@ def test_prepare_masks_the_archive_key(tmp_path):
     (staging / "ds").mkdir(parents=True)
     (staging / "ds" / "f").write_text("x")
     op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(staging),
-                                 scratch_dir=str(tmp_path / "s"))
-    ti = SimpleNamespace(xcom_pull=lambda task_ids, key="return_value": {"client_id": "c0ffee"})
-    out = op.execute({"dag_run": SimpleNamespace(dag_id="d", run_id="r", triggering_user_name="alice"), "ti": ti})
+                                 scratch_dir=str(tmp_path / "s"), setup={"client_id": "c0ffee"})
+    out = op.execute({"dag_run": SimpleNamespace(dag_id="d", run_id="r", triggering_user_name="alice")})
     pem = open(out["private_key_path"]).read()
     body = "".join(line for line in pem.splitlines() if "-----" not in line)
     assert _masked(pem) and _masked(body)

@@ -87,13 +87,46 @@ def test_register_failure_never_shows_token(hpcs_hook):
 
 @pytest.mark.parametrize(
     "status,error",
-    [(503, HpcsTransientError), (500, HpcsTransientError), (400, HpcsUserError), (403, HpcsConfigError)],
+    [
+        (503, HpcsTransientError),
+        (500, HpcsTransientError),
+        (429, HpcsTransientError),
+        (400, HpcsUserError),
+        (401, HpcsConfigError),
+        (403, HpcsConfigError),
+        (404, HpcsConfigError),
+        (405, HpcsConfigError),
+    ],
 )
 def test_http_errors(hpcs_hook, status, error):
+    from include.common.errors import ConfigError, TransientError, UserError
+
     hook, replies, _ = hpcs_hook
     replies["/api/client/create-workloads"] = (status, {"success": False, "message": "invalid user 'X'"})
-    with pytest.raises(error):
-        hook.create_workloads(jwt="j", secret="s", users=["a"], groups=[], compute_nodes=["cn01"])
+    with pytest.raises(error) as err:
+        hook.create_workloads(jwt="the-jwt", secret="s", users=["a"], groups=[], compute_nodes=["cn01"])
+    # the common classes, so that translate_errors and the retry policy know them
+    common = {HpcsTransientError: TransientError, HpcsUserError: UserError, HpcsConfigError: ConfigError}[error]
+    assert isinstance(err.value, common) and err.value.status == status
+    assert "HPCS server" in str(err.value) and "the-jwt" not in str(err.value)
+    if status == 400:
+        assert "invalid user 'X'" in str(err.value)  # the server's message says what to fix
+
+
+@pytest.mark.parametrize("reply", [{"success": "false", "message": "Error while creating agent's token"}, [1, 2]])
+def test_answer_without_success_is_an_error(hpcs_hook, reply):
+    hook, replies, _ = hpcs_hook
+    replies["/api/client/register"] = (200, reply)
+    with pytest.raises(HpcsError) as err:
+        hook.register_client()
+    assert not isinstance(err.value, (HpcsUserError, HpcsTransientError, HpcsConfigError))
+
+
+def test_own_extras_are_not_headers(hpcs_hook):
+    hook, replies, _ = hpcs_hook
+    session = hook.get_conn()
+    assert "svid_audience" not in {k.lower() for k in session.headers}
+    assert hook.url.startswith("http://127.0.0.1:")
 
 
 def test_server_down(monkeypatch):

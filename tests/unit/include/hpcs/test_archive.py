@@ -249,8 +249,26 @@ def test_input_outside_staging(tmp_path, tree):
     (other / "x").write_text("x")
     with pytest.raises(HpcsUserError, match="outside the staging area"):
         scan_input(other, tree.parent)
-    with pytest.raises(HpcsUserError, match="outside the staging area"):
+    with pytest.raises(HpcsUserError, match="'..' is not allowed"):
         scan_input(tree.parent / ".." / "elsewhere", tree.parent)
+
+
+def test_input_through_a_link_in_the_staging_area(tmp_path, tree):
+    """No symbolic link between the staging area and the input (include.common.paths.confine),
+    not even one that points back inside: the path checked is the path read."""
+    staging = tree.parent
+    (staging / "via").symlink_to(tree, target_is_directory=True)
+    with pytest.raises(HpcsUserError, match="goes through a symbolic link"):
+        scan_input(staging / "via" / "sub", staging)
+    assert scan_input(staging / "dataset" / "sub", staging).bytes > 0  # the same input, reached directly
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (elsewhere / "secret").write_text("x")
+    (staging / "out").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(HpcsUserError, match="goes through a symbolic link|'..' is not allowed"):
+        scan_input(staging / "out" / ".." / "out" / "secret", staging)
+    with pytest.raises(HpcsUserError, match="goes through a symbolic link"):
+        scan_input(staging / "out" / "secret", staging)
 
 
 def test_input_itself_a_link(tmp_path, tree):

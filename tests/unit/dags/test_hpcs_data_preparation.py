@@ -99,3 +99,54 @@ def test_no_io_at_import(monkeypatch):
     sys.modules.pop("hpcs_data_preparation", None)
     importlib.import_module("hpcs_data_preparation")
     assert [f for f in opened if "hpcs" in str(f) or "staging" in str(f)] == []
+
+
+def test_data_flows_through_xcomargs(dag):
+    """Each step takes the results it needs from the steps before it as ``.output`` XComArgs."""
+    from airflow.sdk.definitions.xcom_arg import PlainXComArg
+
+    expected = {
+        "prepare": {"setup": "setup_spire_agent"},
+        "svid": {"setup": "setup_spire_agent"},
+        "vault": {"setup": "setup_spire_agent", "prepared": "prepare", "svid": "svid"},
+        "workloads": {"setup": "setup_spire_agent", "prepared": "prepare", "svid": "svid"},
+        "info_file": {"setup": "setup_spire_agent", "prepared": "prepare", "workloads": "workloads"},
+        "ship": {"setup": "setup_spire_agent", "prepared": "prepare", "info": "info_file"},
+        "teardown_spire_agent": {"setup": "setup_spire_agent"},
+    }
+    for task_id, args in expected.items():
+        task = dag.get_task(task_id)
+        for name, upstream in args.items():
+            arg = getattr(task, name)
+            assert isinstance(arg, PlainXComArg), f"{task_id}.{name} is not an XComArg"
+            assert arg.operator.task_id == upstream and arg.key == "return_value"
+            assert name in task.template_fields
+
+
+def test_shared_retry_settings(dag):
+    from sensitive_data.common.retries import RETRIES_SERVICE, ErrorRetryPolicy
+
+    args = dag.default_args
+    assert args["retries"] == RETRIES_SERVICE.retries and args["retry_delay"] == RETRIES_SERVICE.first_delay
+    assert isinstance(args["retry_policy"], ErrorRetryPolicy) and args["retry_policy"].settings is RETRIES_SERVICE
+    assert dag.get_task("prepare").retries == 1  # its own: a second archive run rarely helps
+
+
+def test_dag_file_reads_no_environment():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[3] / "dags" / "hpcs_data_preparation.py").read_text()
+    assert "os.environ" not in text and "getenv" not in text and "import os" not in text
+
+
+@pytest.mark.parametrize("configured,expected", [("hpcs-worker-1", "hpcs-worker-1"), ("", None)])
+def test_queue_from_airflow_configuration(monkeypatch, configured, expected):
+    """``[sensitive_data] hpcs_queue`` routes every HPCS task; unset: Airflow's default queue."""
+    from airflow.sdk.configuration import conf
+
+    monkeypatch.setenv("AIRFLOW__SENSITIVE_DATA__HPCS_QUEUE", configured)
+    sys.modules.pop("hpcs_data_preparation", None)
+    dag = importlib.import_module("hpcs_data_preparation").dag
+    default = conf.get("operators", "default_queue")
+    assert {t.queue for t in dag.tasks} == {expected or default}
+    sys.modules.pop("hpcs_data_preparation", None)

@@ -1,4 +1,7 @@
-"""Operator logic that needs no service: error translation, host check, JWT refresh, reuse rules, teardown."""
+"""Operator logic that needs no service: error translation, host check, JWT refresh, reuse rules, teardown.
+
+The operators take the results of the steps before them as arguments (``.output`` XComArgs in the
+DAG); here they are given as plain dicts."""
 
 from __future__ import annotations
 
@@ -10,24 +13,16 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.hpcs.errors import HpcsConfigError, HpcsError, HpcsTransientError, HpcsUserError
 from include.hpcs.scratch import RunScratch, write_private_file
+from sensitive_data.common.errors import TransientFailure
 from sensitive_data.operators import hpcs as ops
 
-
-class TI:
-    def __init__(self, store):
-        self.store = store
-
-    def xcom_pull(self, task_ids, key="return_value"):
-        return self.store.get(task_ids)
-
-
 CLIENT_ID = "c0ffee123"
+SETUP = {"client_id": CLIENT_ID}
 
 
-def ctx(store=None, run_id="r1", user="alice"):
-    store = {ops.SETUP_TASK: {"client_id": CLIENT_ID}, **(store or {})}
+def ctx(run_id="r1", user="alice"):
     dag_run = SimpleNamespace(dag_id="hpcs_data_preparation", run_id=run_id, triggering_user_name=user)
-    return {"dag_run": dag_run, "ti": TI(store)}
+    return {"dag_run": dag_run}
 
 
 @pytest.mark.parametrize(
@@ -35,27 +30,47 @@ def ctx(store=None, run_id="r1", user="alice"):
     [
         (HpcsUserError("bad"), AirflowFailException),
         (HpcsConfigError("conf"), AirflowFailException),
-        (HpcsTransientError("down"), ops.HpcsTransientFailure),
-        (HpcsError("other"), AirflowException),
+        (HpcsTransientError("down"), TransientFailure),
     ],
 )
-def test_error_translation(error, expected):
+def test_error_translation(tmp_path, monkeypatch, error, expected):
+    """An operator's errors go through the shared translation: user and configuration errors fail
+    without retry, transient ones are retried, with the error's message and hint, nothing chained."""
+    from sensitive_data.hooks.hpcs_server import HpcsServerHook
+
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(HpcsServerHook, "register_client", fail)
+    op = ops.HpcsSpireAgentSetupOperator(task_id="setup_spire_agent", scratch_dir=str(tmp_path))
     with pytest.raises(expected) as err:
-        with ops.hpcs_errors():
-            raise error
-    assert str(err.value) == str(error)
+        op.execute(ctx())
+    assert str(error) in str(err.value) and "What to do:" in str(err.value)
     assert err.value.__cause__ is None
     if expected is not AirflowFailException:
         assert not isinstance(err.value, AirflowFailException)
 
 
+def test_unclassified_hpcs_error_fails_like_a_bug(tmp_path):
+    """A bare HpcsError (a step that has not run) keeps its type and traceback: standard retries."""
+    op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(tmp_path),
+                                 scratch_dir=str(tmp_path / "s"), setup={})
+    (tmp_path / "ds").mkdir()
+    with pytest.raises(HpcsError, match="'setup_spire_agent' task has not run") as err:
+        op.execute(ctx())
+    assert not isinstance(err.value, AirflowException)
+
+
 def test_host_check(tmp_path):
-    op = ops.HpcsSvidOperator(task_id="svid", scratch_dir=str(tmp_path))
+    op = ops.HpcsSvidOperator(task_id="svid", scratch_dir=str(tmp_path), setup={"host": "elsewhere.invalid"})
     with pytest.raises(AirflowFailException, match="route every HPCS task to one worker"):
-        op.check_host(ctx({ops.SETUP_TASK: {"host": "elsewhere.invalid"}}))
+        op.check_host()
     import socket
 
-    assert op.check_host(ctx({ops.SETUP_TASK: {"host": socket.gethostname()}}))["host"]
+    op.setup = {"host": socket.gethostname()}
+    assert op.check_host()["host"]
+    op.setup = None  # a teardown whose setup failed: no host to check
+    assert op.check_host() == {}
 
 
 def test_current_jwt_refreshes_when_expiring(tmp_path, monkeypatch):
@@ -87,7 +102,7 @@ def test_teardown_keeps_unshipped_archive(tmp_path):
     write_private_file(scratch.private_key_path, b"k")
     (scratch.archive_dir / "a.c4gh").write_bytes(b"x")
     scratch.update_state(archive={"sha512": "s1"})
-    op = ops.HpcsSpireAgentTeardownOperator(task_id="t", scratch_dir=str(tmp_path))
+    op = ops.HpcsSpireAgentTeardownOperator(task_id="t", scratch_dir=str(tmp_path), setup=SETUP)
     out = op.execute(ctx())
     assert out["key_material_removed"] == ["archive.sec"] and out["archive_removed"] is False
     assert (scratch.archive_dir / "a.c4gh").exists()
@@ -102,7 +117,7 @@ def test_prepare_reuse_rules(tmp_path):
     (staging / "ds" / "f").write_text("data")
     scratch_root = tmp_path / "scratch"
     op = ops.HpcsPrepareOperator(
-        task_id="prepare", input_path="ds", staging_dir=str(staging), scratch_dir=str(scratch_root)
+        task_id="prepare", input_path="ds", staging_dir=str(staging), scratch_dir=str(scratch_root), setup=SETUP
     )
     first = op.execute(ctx())
     assert first["reused"] is False and first["secret_name"] == "ds"
@@ -135,32 +150,35 @@ def test_prepare_user_errors(tmp_path):
         (staging / "x").mkdir(exist_ok=True)
         (staging / "x" / "f").write_text("1")
         op = ops.HpcsPrepareOperator(
-            task_id="prepare", staging_dir=str(staging), scratch_dir=str(tmp_path / "s"), **kwargs
+            task_id="prepare", staging_dir=str(staging), scratch_dir=str(tmp_path / "s"), setup=SETUP, **kwargs
         )
         with pytest.raises(AirflowFailException, match=message):
             op.execute(ctx())
 
 
 def test_info_file_requires_absolute_remote_dir(tmp_path):
-    op = ops.HpcsInfoFileOperator(task_id="info_file", path_at_rest="relative", scratch_dir=str(tmp_path))
-    store = {
-        "prepare": {
+    op = ops.HpcsInfoFileOperator(
+        task_id="info_file",
+        path_at_rest="relative",
+        scratch_dir=str(tmp_path),
+        setup=SETUP,
+        prepared={
             "archive_name": "a",
             "size": 1,
             "sha512": "a" * 128,
             "compression": "gzip",
             "secret_name": "a",
         },
-        "workloads": {
+        workloads={
             "secrets_path": "client_x/a",
             "user_role": "client_x-a",
             "spiffeID": "spiffe://t/c/x/s/a",
         },
-    }
+    )
     with pytest.raises(AirflowFailException, match="absolute"):
-        op.execute(ctx(store))
+        op.execute(ctx())
     op.path_at_rest = "/rest"
-    out = op.execute(ctx(store))
+    out = op.execute(ctx())
     assert out["info"]["info"]["path_at_rest"] == "/rest/a"
 
 
@@ -169,7 +187,7 @@ def test_prepare_refuses_a_secret_name_of_another_user_or_run(tmp_path):
     (staging / "ds").mkdir(parents=True)
     (staging / "ds" / "f").write_text("data")
     op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(staging),
-                                 scratch_dir=str(tmp_path / "scratch"))
+                                 scratch_dir=str(tmp_path / "scratch"), setup=SETUP)
     op.execute(ctx(user="alice"))
     with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
         op.execute(ctx(run_id="r2", user="bob"))
@@ -224,10 +242,13 @@ def vault_step(tmp_path, monkeypatch):
     def run(sha="a" * 128, run_id="r1", user="alice", claim=True):
         if claim:
             ops.SecretOwners(root).claim(CLIENT_ID, "ds", user, f"hpcs_data_preparation/{run_id}")
-        store = {ops.PREPARE_TASK: {"secret_name": "ds", "sha512": sha, "private_key_path": str(key)},
-                 ops.SVID_TASK: {"svid_path": str(jwt)}}
-        return ops.HpcsVaultKeyOperator(task_id="vault", scratch_dir=str(root)).execute(
-            ctx(store, run_id=run_id, user=user))
+        return ops.HpcsVaultKeyOperator(
+            task_id="vault",
+            scratch_dir=str(root),
+            setup=SETUP,
+            prepared={"secret_name": "ds", "sha512": sha, "private_key_path": str(key)},
+            svid={"svid_path": str(jwt)},
+        ).execute(ctx(run_id=run_id, user=user))
 
     return run
 
@@ -265,7 +286,7 @@ def test_vault_refuses_a_key_it_did_not_record(vault_step):
 
 def test_vault_token_revoked_when_the_write_fails(vault_step):
     FakeVaultHook.fail_write = True
-    with pytest.raises(ops.HpcsTransientFailure):
+    with pytest.raises(TransientFailure):
         vault_step()
     assert FakeVaultHook.calls[-1] == ("revoke",)
 
@@ -283,8 +304,32 @@ def test_workloads_refused_for_another_user(tmp_path, monkeypatch):
     monkeypatch.setattr(hpcs_server.HpcsServerHook, "create_workloads", lambda *a, **k: called.append(k))
     ops.SecretOwners(tmp_path).claim(CLIENT_ID, "ds", "alice", "hpcs_data_preparation/r1")
     op = ops.HpcsWorkloadsOperator(task_id="workloads", users=["bob"], compute_nodes=["cn01"],
-                                   scratch_dir=str(tmp_path))
-    store = {ops.PREPARE_TASK: {"secret_name": "ds"}, ops.SVID_TASK: {"svid_path": "/nonexistent"}}
+                                   scratch_dir=str(tmp_path), setup=SETUP, prepared={"secret_name": "ds"},
+                                   svid={"svid_path": "/nonexistent"})
     with pytest.raises(AirflowFailException, match="belongs to another Airflow user"):
-        op.execute(ctx(store, run_id="r2", user="bob"))
+        op.execute(ctx(run_id="r2", user="bob"))
     assert called == []
+
+
+def test_prepare_reports_progress_with_the_common_reporter(tmp_path, monkeypatch):
+    """The prepare step counts with include.common.progress: bytes of the total, entries, rate, and
+    a final "done" line; the files/directories/links and encrypted size follow in the log."""
+    from include.common.progress import ProgressReporter
+
+    lines = []
+
+    class Recording(ProgressReporter):
+        def __init__(self, what, **kwargs):
+            assert kwargs["interval"] == 5.0
+            super().__init__(what, **{**kwargs, "interval": 0.0, "emit": lines.append})
+
+    monkeypatch.setattr(ops, "ProgressReporter", Recording)
+    staging = tmp_path / "staging"
+    (staging / "ds").mkdir(parents=True)
+    (staging / "ds" / "f").write_bytes(b"x" * 300_000)
+    op = ops.HpcsPrepareOperator(task_id="prepare", input_path="ds", staging_dir=str(staging),
+                                 scratch_dir=str(tmp_path / "s"), setup=SETUP)
+    out = op.execute(ctx())
+    assert lines and lines[-1].startswith("prepare ds: ") and "done in" in lines[-1]
+    assert "files" in lines[-1] and "MB/s" in lines[-1]
+    assert out["files"] == 1

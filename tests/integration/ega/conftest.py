@@ -18,8 +18,8 @@ from include.ega.broker import Broker, BrokerSettings, declare
 from include.ega.db import Database, create_database
 from include.ega.pipeline import Pipeline, drain
 from include.ega.storage import PosixArchive, PosixInbox
-from tests.unit.ega.conftest import ega_keys  # noqa: F401 - fixture
-from tests.unit.ega.support import encrypt_bytes
+from tests.unit.include.ega.conftest import ega_keys  # noqa: F401 - fixture
+from tests.unit.include.ega.support import encrypt_bytes
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 

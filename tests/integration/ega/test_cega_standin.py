@@ -12,7 +12,7 @@ import pytest
 
 from devstack.procs import free_port, port_open, stop_group
 from devstack.registry import SERVICES
-from tests.unit.ega.support import ROOT
+from tests.unit.include.ega.support import ROOT
 
 pytestmark = pytest.mark.integration
 

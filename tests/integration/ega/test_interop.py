@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.unit.ega.support import cli_decrypt, cli_encrypt
+from tests.unit.include.ega.support import cli_decrypt, cli_encrypt
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from devstack.procs import free_port, port_open, stop_group
 from include.ega.errors import UserError
 from include.ega.storage import SftpInbox
-from tests.unit.ega.support import ROOT
+from tests.unit.include.ega.support import ROOT
 
 pytestmark = pytest.mark.integration
 

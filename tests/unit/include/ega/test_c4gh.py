@@ -8,7 +8,7 @@ from crypt4gh import header as c4gh_header
 
 from include.ega import c4gh
 from include.ega.errors import UserError
-from tests.unit.ega.support import encrypt_bytes
+from tests.unit.include.ega.support import encrypt_bytes
 
 
 def split_bytes(data: bytes, **kw):

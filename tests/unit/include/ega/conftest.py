@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.ega.support import make_keypair
+from tests.unit.include.ega.support import make_keypair
 
 
 @pytest.fixture(scope="session")

@@ -54,3 +54,12 @@ def test_each_dag_file_parses_within_budget(dagbag, capsys):
             print(f"  {Path(s.file).name:<40} {s.duration.total_seconds() * 1000:7.1f} ms  ({s.dag_num} DAG)")
     slow = [(s.file, s.duration.total_seconds()) for s in stats if s.duration.total_seconds() >= PARSE_BUDGET_S]
     assert slow == []
+
+
+def test_each_dag_file_is_named_after_its_dag(dagbag):
+    """``dags/<dag_id>.py``: the local stack unpauses the pipelines by file name (devstack/stack.py)."""
+    from devstack.stack import pipeline_dag_ids
+
+    by_file = {Path(dag.fileloc).stem: dag_id for dag_id, dag in dagbag.dags.items()}
+    assert all(stem == dag_id for stem, dag_id in by_file.items()), by_file
+    assert sorted(pipeline_dag_ids()) == sorted(dagbag.dag_ids)

@@ -15,7 +15,8 @@ task log (``emit``) and, where the pipeline has a status channel (the stager job
     progress.tick()                               # a report if one is due, even without news
 
 Both ``emit`` and ``on_report`` run in the thread whose update made the report due, outside the
-reporter's lock; what they raise reaches that caller.
+reporter's counting lock, one report at a time and in the order the reports were taken (a report
+overtaken by a newer one is dropped); what they raise reaches that caller.
 """
 
 from __future__ import annotations
@@ -145,6 +146,10 @@ class ProgressReporter:
         self._last = self.started
         self._finished = False
         self._lock = threading.Lock()
+        # reports are delivered in the order they were taken: a thread whose snapshot is older than
+        # one already delivered drops it (a status channel never goes backwards)
+        self._send_lock = threading.RLock()
+        self._sent = 0
 
     # -- updates -----------------------------------------------------------------------------
     def __call__(self, bytes_done: int) -> None:
@@ -196,9 +201,9 @@ class ProgressReporter:
     def report(self) -> Snapshot:
         """Report now, whatever the pace."""
         with self._lock:
-            snap = self._take(final=False)
-        self._send(snap)
-        return snap
+            taken = self._take(final=False)
+        self._send(taken)
+        return taken[1]
 
     def finish(self) -> Snapshot:
         """The last report ("done in ..."); later calls return the same snapshot without reporting."""
@@ -206,9 +211,9 @@ class ProgressReporter:
             if self._finished:
                 return self.snapshot(final=True)
             self._finished = True
-            snap = self._take(final=True)
-        self._send(snap)
-        return snap
+            taken = self._take(final=True)
+        self._send(taken)
+        return taken[1]
 
     # -- reading -----------------------------------------------------------------------------
     def snapshot(self, final: bool = False) -> Snapshot:
@@ -231,20 +236,25 @@ class ProgressReporter:
         )
 
     # -- inside ------------------------------------------------------------------------------
-    def _due(self) -> Snapshot | None:
+    def _due(self) -> tuple[int, Snapshot] | None:
         if self._finished or self.clock() - self._last < self.interval:
             return None
         return self._take(final=False)
 
-    def _take(self, final: bool) -> Snapshot:
+    def _take(self, final: bool) -> tuple[int, Snapshot]:
         self._last = self.clock()
         self.reports += 1
-        return self.snapshot(final=final)
+        return self.reports, self.snapshot(final=final)
 
-    def _send(self, snap: Snapshot | None) -> None:
-        if snap is None:
+    def _send(self, taken: tuple[int, Snapshot] | None) -> None:
+        if taken is None:
             return
-        if self.emit is not None:
-            self.emit(snap.line())
-        if self.on_report is not None:
-            self.on_report(snap)
+        seq, snap = taken
+        with self._send_lock:
+            if seq <= self._sent:
+                return  # a newer report went out while this thread was on its way
+            self._sent = seq
+            if self.emit is not None:
+                self.emit(snap.line())
+            if self.on_report is not None:
+                self.on_report(snap)

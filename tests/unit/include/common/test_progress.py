@@ -79,3 +79,25 @@ def test_humans():
 def test_bad_interval():
     with pytest.raises(ValueError):
         ProgressReporter("x", interval=-1)
+
+
+def test_reports_from_many_threads_arrive_in_order():
+    """A status channel never goes backwards: a report overtaken by a newer one is dropped."""
+    import threading
+
+    from include.common.progress import ProgressReporter
+
+    seen: list[int] = []
+    reporter = ProgressReporter("t", files_total=8 * 500, interval=0, emit=None, on_report=lambda s: seen.append(s.files_done))
+
+    def work():
+        for _ in range(500):
+            reporter.add(files=1)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reporter.finish()
+    assert seen == sorted(seen) and seen[-1] == 8 * 500

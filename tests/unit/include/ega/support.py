@@ -13,7 +13,7 @@ from crypt4gh import lib
 from crypt4gh.keys import c4gh as c4gh_keys
 from nacl.bindings import crypto_scalarmult_base
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 BIN = Path(sys.executable).parent
 CRYPT4GH = str(BIN / "crypt4gh")
 PASSPHRASE = "test-passphrase"
